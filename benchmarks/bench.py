@@ -1,0 +1,442 @@
+"""skol_spark benchmark: one run builds the workload, runs every variant at two scales, reports.
+
+    PYTHONPATH=/work/main .venv/bin/python benchmarks/bench.py [--scale 0.2] \
+        [--variants ceiling,skol_spark,original,predict_batch_udf]
+
+See benchmarks/README.md for what each variant is and what the columns mean.
+Results: benchmarks/results/latest.json and latest.md (scratch data under results/tmp/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import workload  # noqa: E402
+
+VARIANTS = ("ceiling", "skol_spark", "original", "predict_batch_udf")
+BASE_LINES = (50_000, 200_000)
+
+
+# ---- process running and memory polling ------------------------------------------------------
+
+class RssMonitor:
+    """Poll a process tree: peak RSS of the JVM, of each / all Python workers, and of the root."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peaks = {"driver_mb": 0.0, "jvm_mb": 0.0, "worker_max_mb": 0.0, "workers_total_mb": 0.0,
+                      "tree_total_mb": 0.0, "python_workers_seen": 0}
+        self._seen: set[int] = set()
+        self._cpu: dict[int, float] = {}
+        self.load = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.root] + self.root.children(recursive=True)
+            except psutil.Error:
+                return
+            workers = total = 0.0
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss / 2**20
+                    name, cmd = p.name(), " ".join(p.cmdline())
+                    cpu = p.cpu_times()
+                    self._cpu[p.pid] = cpu.user + cpu.system
+                except psutil.Error:
+                    continue
+                total += rss
+                if p.pid == self.root.pid:
+                    self.peaks["driver_mb"] = max(self.peaks["driver_mb"], rss)
+                elif name == "java" or "java" in cmd.split(" ")[0]:
+                    self.peaks["jvm_mb"] = max(self.peaks["jvm_mb"], rss)
+                elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd or "python" in name:
+                    workers += rss
+                    if rss > 200:  # a forked worker that did real work (the daemon itself is ~50 MB)
+                        self._seen.add(p.pid)
+                    self.peaks["worker_max_mb"] = max(self.peaks["worker_max_mb"], rss)
+            self.peaks["workers_total_mb"] = max(self.peaks["workers_total_mb"], workers)
+            self.peaks["tree_total_mb"] = max(self.peaks["tree_total_mb"], total)
+            self.peaks["python_workers_seen"] = len(self._seen)
+            self.load.append(os.getloadavg()[0])
+            self._stop.wait(self.interval)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the tree (user + system), summed over every process seen (less load-sensitive)."""
+        return round(sum(self._cpu.values()), 1)
+
+
+def run_process(cmd: list[str], *, env: dict[str, str], log_path: Path, timeout: float = 1800) -> dict:
+    started = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
+        with RssMonitor(proc.pid) as monitor:
+            try:
+                stdout, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, _ = proc.communicate()
+    wall = time.time() - started
+    if proc.returncode != 0:
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... exited {proc.returncode}; log {log_path}:\n{tail}")
+    return {"started_at": started, "wall_seconds": round(wall, 3), "stdout": stdout,
+            "memory": {k: round(v, 1) for k, v in monitor.peaks.items()}, "cpu_seconds": monitor.cpu_seconds(),
+            "load_average": round(sum(monitor.load) / len(monitor.load), 2)}
+
+
+def child_env(marks: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    extra = [str(ROOT), str(HERE / "hooks")]
+    env["PYTHONPATH"] = os.pathsep.join(extra + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["SKOL_BENCH_MARKS"] = str(marks)
+    marks.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def first_mark(marks: Path, name: str) -> float | None:
+    times = [float(p.read_text()) for p in marks.glob(f"{name}-*")]
+    return min(times) if times else None
+
+
+# ---- variants ---------------------------------------------------------------------------------
+
+def run_helper(variant: str, corpus: dict, redis_url: str, work: Path, *, methods: str = "") -> dict:
+    out = work / f"{variant}-{corpus['lines']}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    marks = out / "marks"
+    cmd = [sys.executable, "-m", "benchmarks.variants", variant, "--corpus", corpus["path"], "--redis-url",
+           redis_url, "--out", str(out), "--marks", str(marks)]
+    if methods:
+        cmd += ["--methods", methods]
+    proc = run_process(cmd, env=child_env(marks), log_path=out / "log.txt")
+    result = json.loads((out / "result.json").read_text())
+    result.update(wall_seconds=proc["wall_seconds"], memory=proc["memory"], lines=corpus["lines"],
+                  cpu_seconds=proc["cpu_seconds"], load_average=proc["load_average"],
+                  output=str(out / ("probabilities.npy" if variant == "ceiling" else "predictions")))
+    if variant != "ceiling":
+        result["session_seconds"] = round(result["session_ready_at"] - proc["started_at"], 3)
+        first = first_mark(marks, "first_prediction")
+        if first:
+            result["first_prediction_seconds"] = round(first - result["job_started_at"], 3)
+    return result
+
+
+def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str]) -> dict:
+    out = work / f"skol_spark-{corpus['lines']}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    marks = out / "marks"
+    conf = {
+        "redis": {"url": redis_url},
+        "model": {"name": workload.MODEL_NAME, "version": "production"},
+        "input": {"path": corpus["path"], "passthrough": []},
+        "output": {"path": str(out / "predictions"), "mode": "overwrite", "report": False},
+        "job": {"master": "local[2]", "progress": False,
+                "spark_conf": {"spark.driver.memory": "4g", "spark.eventLog.enabled": "true",
+                               "spark.eventLog.dir": str(out), "spark.eventLog.compress": "false"}},
+    }
+    (out / "job.yaml").write_text(json.dumps(conf, indent=2))  # JSON is YAML
+    cmd = [sys.executable, "-m", "skol_spark.cli", "predict", "--conf", str(out / "job.yaml")]
+    for item in overrides:
+        cmd += ["--set", item]
+    proc = run_process(cmd, env=child_env(marks), log_path=out / "log.txt")
+    manifest_path = next(line.split(":", 1)[1].strip() for line in proc["stdout"].splitlines()
+                         if line.startswith("manifest:"))
+    manifest = json.loads(Path(manifest_path.replace("file:", "")).read_text())
+    ready = session_ready_at(out / "log.txt")
+    result = {"variant": "skol_spark", "lines": corpus["lines"], "job_seconds": manifest["duration_seconds"],
+              "scoring_seconds": manifest.get("scoring", {}).get("seconds"),
+              "model_builds": manifest.get("scoring", {}).get("model_builds"),
+              "rows_written": manifest.get("output", {}).get("rows_written"),
+              "wall_seconds": proc["wall_seconds"], "memory": proc["memory"], "overrides": overrides,
+              "cpu_seconds": proc["cpu_seconds"], "load_average": proc["load_average"],
+              "output": str(out / "predictions"), "manifest": manifest_path}
+    if ready:
+        result["session_seconds"] = round(ready - proc["started_at"], 3)
+        first = first_mark(marks, "first_prediction")
+        if first:
+            result["first_prediction_seconds"] = round(first - ready, 3)
+    result["stages"] = stage_times(out, ready or 0.0)
+    return result
+
+
+def session_ready_at(log_path: Path) -> float | None:
+    """Time of the CLI's 'run config' log line: the SparkSession exists and the job starts."""
+    for line in log_path.read_text().splitlines():
+        if "run config:" in line:
+            stamp = line[:23]
+            return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
+
+
+def stage_times(directory: Path, origin: float = 0.0) -> list[dict]:
+    """Stages from the Spark event log: name, tasks, seconds (where skol_spark's job time goes)."""
+    logs = sorted(p for p in directory.rglob("*local-*") if p.is_file() and not p.name.startswith("appstatus"))
+    stages = []
+    if not logs:
+        return stages
+    text = "\n".join(p.read_text() for p in logs)
+    for line in text.splitlines():
+        if '"SparkListenerStageCompleted"' not in line:
+            continue
+        info = json.loads(line)["Stage Info"]
+        if "Submission Time" in info and "Completion Time" in info:
+            stages.append({"stage": info["Stage ID"], "name": info["Stage Name"].split(" at ")[0],
+                           "tasks": info["Number of Tasks"],
+                           "start": round(info["Submission Time"] / 1000 - origin, 3) if origin else None,
+                           "seconds": round((info["Completion Time"] - info["Submission Time"]) / 1000, 3)})
+    return stages
+
+
+# ---- checks and report ------------------------------------------------------------------------
+
+def corpus_keys(corpus: dict):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(corpus["path"], columns=["doc_id", "line_number"])
+    keys = table.to_pandas()
+    keys["row"] = range(len(keys))
+    return keys.set_index(["doc_id", "line_number"])["row"], pd
+
+
+def load_probabilities(result: dict, corpus: dict, keys):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    if result["variant"] == "ceiling":
+        return np.load(result["output"]), None
+    table = pq.read_table(result["output"], columns=["doc_id", "line_number", "probabilities"])
+    frame = table.select(["doc_id", "line_number"]).to_pandas()
+    rows = keys.reindex(list(zip(frame["doc_id"], frame["line_number"]))).to_numpy()
+    probs = np.asarray(table.column("probabilities").combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                       dtype=np.float32).reshape(len(frame), -1)
+    problems = []
+    if np.isnan(rows.astype(float)).any():
+        problems.append("rows not in the input")
+    rows = rows.astype(np.int64)
+    if len(rows) != corpus["lines"] or len(np.unique(rows)) != corpus["lines"]:
+        problems.append(f"{len(rows)} rows for {corpus['lines']} lines ({len(np.unique(rows))} distinct)")
+    out = np.full((corpus["lines"], probs.shape[1]), np.nan, dtype=np.float32)
+    out[rows] = probs
+    return out, "; ".join(problems) or None
+
+
+def agreement(results: dict, corpora: dict) -> dict:
+    import numpy as np
+
+    report = {}
+    for size, corpus in corpora.items():
+        keys, _ = corpus_keys(corpus)
+        runs = {v: r for v, r in results.items() if size in r}
+        loaded = {v: load_probabilities(r[size], corpus, keys) for v, r in runs.items()}
+        reference = "ceiling" if "ceiling" in loaded else next(iter(loaded), None)
+        for variant, (probs, problem) in loaded.items():
+            ref = loaded[reference][0]
+            diff = float(np.nanmax(np.abs(probs - ref))) if len(probs) else 0.0
+            report.setdefault(variant, {})[size] = {"reference": reference, "max_abs_diff": diff,
+                                                   "missing_lines": int(np.isnan(probs).any(axis=1).sum()),
+                                                   "problem": problem}
+    return report
+
+
+def summarize(results: dict, sizes: list[str]) -> dict:
+    small, large = sizes
+    summary = {}
+    ceiling = results.get("ceiling", {})
+    for variant, runs in results.items():
+        row = {}
+        for size in sizes:
+            r = runs.get(size)
+            if not r:
+                continue
+            rate = r["lines"] / r["job_seconds"]
+            row[size] = {"lines_per_second": round(rate, 1)}
+            if size in ceiling:
+                row[size]["ratio_to_ceiling"] = round(rate / (ceiling[size]["lines"] / ceiling[size]["job_seconds"]), 3)
+        if small in runs and large in runs:
+            a, b = runs[small], runs[large]
+            if b["job_seconds"] <= a["job_seconds"]:  # noise swamped the extra work: no meaningful rate
+                row["marginal_note"] = "large-scale job not slower than small-scale job (noise)"
+                summary[variant] = row
+                continue
+            marginal = (b["lines"] - a["lines"]) / (b["job_seconds"] - a["job_seconds"])
+            row["marginal_lines_per_second"] = round(marginal, 1)
+            row["fixed_seconds"] = round(b["job_seconds"] - b["lines"] / marginal, 2)
+            if "ceiling" in results and variant != "ceiling" and small in ceiling and large in ceiling:
+                cm = (ceiling[large]["lines"] - ceiling[small]["lines"]) / max(
+                    1e-9, ceiling[large]["job_seconds"] - ceiling[small]["job_seconds"])
+                best = ceiling[large]["lines"] / ceiling[large]["job_seconds"]
+                row["marginal_ratio_to_ceiling"] = round(marginal / best, 3)
+                row["ceiling_marginal_lines_per_second"] = round(cm, 1)
+        summary[variant] = row
+    if "skol_spark" in summary:
+        for other in ("original", "predict_batch_udf"):
+            if other in results and large in results[other] and large in results["skol_spark"]:
+                summary["skol_spark"][f"speedup_vs_{other}_{large}"] = round(
+                    results[other][large]["job_seconds"] / results["skol_spark"][large]["job_seconds"], 2)
+    return summary
+
+
+def markdown(report: dict) -> str:
+    sizes = report["sizes"]
+    res, summ, agree = report["results"], report["summary"], report["agreement"]
+    lines = [f"# skol_spark benchmark ({report['finished_at']})", "",
+             f"Machine: {report['machine']['cores']} cores, {report['machine']['memory_gb']} GB; model "
+             f"{report['model']['parameters']:,} params, window {workload.WINDOW}, stride {workload.STRIDE}, "
+             f"{workload.FEATURES} features (sparse struct, ~{workload.NNZ_PER_LINE} nnz/line); Spark local[2].", "",
+             "| variant | lines | job s | lines/s | x ceiling | session s | 1st pred s | builds | "
+             "JVM MB | worker MB (max/total) | CPU s | load | max abs diff |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant, runs in res.items():
+        for size in sizes:
+            r = runs.get(size)
+            if not r:
+                continue
+            s = summ[variant].get(size, {})
+            m = r.get("memory", {})
+            a = agree.get(variant, {}).get(size, {})
+            lines.append(
+                f"| {variant} | {r['lines']:,} | {r['job_seconds']:.1f} | {s.get('lines_per_second', 0):,.0f} | "
+                f"{s.get('ratio_to_ceiling', float('nan')):.2f} | {_f(r.get('session_seconds'))} | "
+                f"{_f(r.get('first_prediction_seconds'))} | {r.get('model_builds', '')} | "
+                f"{m.get('jvm_mb', 0):,.0f} | {m.get('worker_max_mb', 0):,.0f}/{m.get('workers_total_mb', 0):,.0f} | "
+                f"{_f(r.get('cpu_seconds'), 0)} | {_f(r.get('load_average'), 1)} | "
+                f"{a.get('max_abs_diff', float('nan')):.1e}{' ' + a['problem'] if a.get('problem') else ''} |")
+    lines += ["", "| variant | marginal lines/s | marginal x ceiling | fixed s (job - lines/marginal) | speedups |",
+              "|---|---:|---:|---:|---|"]
+    for variant, s in summ.items():
+        speed = ", ".join(f"{k.replace('speedup_vs_', 'vs ')}: {v}x" for k, v in s.items() if k.startswith("speedup"))
+        lines.append(f"| {variant} | {_f(s.get('marginal_lines_per_second'), 0)} | "
+                     f"{_f(s.get('marginal_ratio_to_ceiling'), 2)} | {_f(s.get('fixed_seconds'), 1)} | {speed} |")
+    if "ceiling" in res:
+        lines += ["", "Ceiling methods (batch 512, TF threads = cores):", ""]
+        for size, r in res["ceiling"].items():
+            meth = ", ".join(f"{k} {v['lines_per_second']:,.0f} lines/s" for k, v in r["methods"].items())
+            lines.append(f"- {size}: {meth} (best: {r['best_method']})")
+    if "skol_spark" in res:
+        lines += ["", "skol_spark Spark stages (event log; name[tasks] @start s after job start, duration):", ""]
+        for size, r in res["skol_spark"].items():
+            st = ", ".join(f"{s['name']}[{s['tasks']}] @{_f(s.get('start'))} {s['seconds']:.1f}s"
+                           for s in r.get("stages", []))
+            lines.append(f"- {size}: {st}")
+    return "\n".join(lines) + "\n"
+
+
+def _f(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", type=float, default=1.0, help="multiply both corpus sizes (50k, 200k lines)")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--results", default=str(HERE / "results"))
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="extra skol_spark --set override (experiments), repeatable")
+    p.add_argument("--ceiling-methods", default="tf_function,predict_on_batch,predict",
+                   help="methods timed at the small scale; the large scale times the best one")
+    p.add_argument("--name", default="latest", help="results file stem")
+    args = p.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variant(s) {sorted(unknown)}")
+    results_dir = Path(args.results)
+    work = results_dir / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    t_start = time.time()
+
+    from skol_spark.embedded_redis import start_redis
+
+    sizes_n = [max(2_000, int(n * args.scale)) for n in BASE_LINES]
+    sizes = [f"{n // 1000}k" if n % 1000 == 0 else str(n) for n in sizes_n]
+    corpora = {}
+    for n, size, seed in zip(sizes_n, sizes, (11, 12)):
+        corpora[size] = workload.write_corpus(work / f"corpus-{size}", n, seed=seed)
+        print(f"corpus {size}: {corpora[size]}", file=sys.stderr)
+
+    results: dict[str, dict] = {}
+    with start_redis() as redis:
+        version, params = workload.publish_model(redis.url)
+        print(f"published {workload.MODEL_NAME} v{version} ({params:,} params) to {redis.url}", file=sys.stderr)
+        best = ""
+        for variant in variants:
+            for size in sizes:
+                corpus = corpora[size]
+                t = time.time()
+                if variant == "ceiling":
+                    methods = args.ceiling_methods if size == sizes[0] or not best else best
+                    r = run_helper("ceiling", corpus, redis.url, work, methods=methods)
+                    best = r["best_method"]
+                elif variant == "skol_spark":
+                    r = run_skol_spark(corpus, redis.url, work, args.overrides)
+                else:
+                    r = run_helper(variant, corpus, redis.url, work)
+                results.setdefault(variant, {})[size] = r
+                print(f"{variant} {size}: job {r['job_seconds']:.1f}s, {r['lines'] / r['job_seconds']:,.0f} lines/s "
+                      f"(process {time.time() - t:.1f}s)", file=sys.stderr)
+    report = {
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(), "model": {"name": workload.MODEL_NAME, "parameters": params},
+        "sizes": sizes, "corpora": corpora, "results": results,
+        "summary": summarize(results, sizes) if len(sizes) == 2 else {},
+        "agreement": agreement(results, corpora),
+        "benchmark_seconds": round(time.time() - t_start, 1),
+    }
+    (results_dir / f"{args.name}.json").write_text(json.dumps(report, indent=2, default=str))
+    text = markdown(report)
+    (results_dir / f"{args.name}.md").write_text(text)
+    print(text)
+    return 0
+
+
+def machine() -> dict:
+    import platform
+
+    import psutil
+
+    return {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""``skol-spark``: one ``main(argv) -> int`` behind every launcher.
+
+``jobs/batch_predict.py`` (spark-submit), the console entry point and the
+Databricks ``python_wheel_task`` all call ``main``. Errors become one line on
+stderr and a documented exit code (README, "Exit codes"); tracebacks only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from skol_spark import errors
+from skol_spark._version import __version__
+
+log = logging.getLogger("skol_spark")
+
+EXIT_CODES_HELP = """exit codes:
+  0   success              2   usage / config error      3   unsupported environment (keras < 3.15)
+  10  Redis unreachable / auth / permission               11  model, version or alias not found
+  12  model artifact corrupt or incomplete                13  model cannot be rebuilt (format, layer)
+  14  unsafe model refused (Lambda, foreign module, archive path)
+  15  golden outputs differ (TensorFlow/Keras mismatch)   20  input refused (schema, NaN, duplicates)
+  30  Spark job failed      31  job timeout     32  output locked by another run
+  99  incremental run found nothing to do (job.nothing_to_do_exit_code)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skol-spark", description="Batch scoring of Keras sequence models on Spark; models kept in Redis.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"skol-spark {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="score an input table with a model from the store",
+                       description="Score every line of every document; see conf/ for config files.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--conf", help="YAML job config (conf/local.yaml, conf/cluster.yaml, ...)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set output.mode=overwrite (repeatable)")
+    p.add_argument("--watermark", metavar="VALUE", help="score only rows with input.watermark_col >= VALUE")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr (for schedulers)")
+    p.add_argument("--dry-run", action="store_true", help="parse and print the resolved config, then exit")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
+
+    from skol_spark.model_cli import add_model_parser
+
+    add_model_parser(sub)
+
+    r = sub.add_parser("report", help="rebuild the HTML/PNG report of a finished run (no rescoring)",
+                       add_help=False)
+    r.add_argument("args", nargs=argparse.REMAINDER)
+    d = sub.add_parser("demo", help="run the end-to-end demo (embedded Redis, demo model and corpus)",
+                       add_help=False)
+    d.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 for --help
+        return int(e.code or 0)
+    setup_logging(debug=args.debug, quiet=getattr(args, "quiet", False))
+    try:
+        return dispatch(args)
+    except errors.NothingToDo as e:
+        log.warning("%s", e)
+        return getattr(e, "exit_code_override", errors.NothingToDo.exit_code)
+    except errors.SkolError as e:
+        if args.debug:
+            log.exception("failed")
+        print(f"skol-spark: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("skol-spark: interrupted", file=sys.stderr)
+        return 130
+
+
+def dispatch(args) -> int:
+    if args.command == "predict":
+        return predict_command(args)
+    if args.command == "model":
+        from skol_spark.model_cli import model_command
+
+        return model_command(args)
+    if args.command == "report":
+        from skol_spark.report import report_main
+
+        return report_main(args.args)
+    if args.command == "demo":
+        from skol_spark.demo import demo_main
+
+        return demo_main(args.args)
+    raise errors.ConfigError(f"unknown command {args.command}")  # pragma: no cover
+
+
+def setup_logging(*, debug: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("py4j", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def predict_command(args, *, spark=None) -> int:
+    from skol_spark.config import load_config, require_job_fields
+
+    overrides = list(args.overrides)
+    if args.watermark is not None:
+        overrides.append(f"input.watermark_min={json.dumps(args.watermark)}")
+    if args.quiet:
+        overrides.append("job.quiet=true")
+    config = load_config(args.conf, overrides)
+    require_job_fields(config)
+    if args.dry_run:
+        print(json.dumps(config.redacted(), indent=2))
+        return 0
+    from skol_spark.job import run_job
+    from skol_spark.model_loading import check_model_reachable
+    from skol_spark.spark_session import build_session
+    from skol_spark.summary import print_summary
+
+    check_model_reachable(config)  # Redis down / frozen / bad password: fail in seconds, before starting Spark
+    owns_session = False
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        # Stop only a session this call created: a notebook's or a Databricks job's session outlives the run.
+        owns_session = SparkSession.getActiveSession() is None
+        spark = build_session(master=config.job.master, app_name=config.job.app_name,
+                              conf=dict(config.job.spark_conf))
+    log.info("run config: %s", json.dumps(config.redacted(), sort_keys=True))
+    try:
+        try:
+            result = run_job(spark, config)
+        except errors.NothingToDo as e:
+            e.exit_code_override = config.job.nothing_to_do_exit_code  # type: ignore[attr-defined]
+            raise
+        if not config.job.quiet:
+            print_summary(result.manifest, stream=sys.stderr)
+        print(f"manifest: {result.manifest_path}")
+        return 0
+    finally:
+        if owns_session and not _on_databricks():
+            spark.stop()
+
+
+def _on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def job_entry() -> None:
+    """The ``skol-spark-job`` entry point for Databricks ``python_wheel_task``.
+
+    A wheel task calls the entry point function and ignores what it returns, so
+    ``main``'s exit code would be lost and a failed run reported as a success:
+    raise ``SystemExit`` with the code instead (0 returns normally).
+    """
+    code = main()
+    if code:
+        raise SystemExit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

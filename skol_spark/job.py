@@ -1,0 +1,336 @@
+"""The batch scoring job: config + SparkSession in, scored output + run manifest out.
+
+Order matters for the promise "bad input loses nothing": everything that can
+be checked before writing is checked first (config, model checksums and a
+driver smoke prediction, schema, one validation scan), the result is staged,
+and only a complete result is published (see ``sink``). The scoring step runs
+exactly once: nothing re-evaluates the scored DataFrame; counts and metrics
+are read back from the written files.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from skol_spark import errors
+from skol_spark.config import JobConfig, require_job_fields
+from skol_spark.errors import ConfigError, InputContractError, JobFailedError, JobTimeoutError, NothingToDo
+from skol_spark.scoring import RESULT_COLUMNS, ScoringPlan, make_partition_scorer
+from skol_spark.sink import (HadoopFS, OutputLock, OutputPaths, check_mode, publish, recover, write_dynamic_overwrite,
+                             write_staged, write_table)
+from skol_spark.validate import bad_documents, check_schema, refuse_bad_input, scan_input
+
+log = logging.getLogger(__name__)
+
+TRUE_LABEL = "true_label"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    rows_written: int = 0
+    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest_path: str = ""
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def run_job(spark, config: JobConfig, *, artifact=None, run_id: str | None = None) -> RunResult:
+    """Score ``config.input`` with the configured model; raise a SkolError on failure.
+
+    ``artifact`` may be given to skip Redis (tests, notebooks); otherwise it
+    is loaded on the driver from the store named in ``config.redis``.
+    """
+    from skol_spark.run_manifest import RunRecorder
+
+    require_job_fields(config)
+    run_id = run_id or new_run_id()
+    recorder = RunRecorder(spark, config, run_id)
+    try:
+        result = _run(spark, config, run_id, recorder, artifact)
+        recorder.finish("succeeded", exit_code=0)
+    except NothingToDo as e:
+        recorder.finish("nothing-to-do", exit_code=config.job.nothing_to_do_exit_code, error=e)
+        raise
+    except errors.SkolError as e:
+        recorder.finish("failed", exit_code=e.exit_code, error=e)
+        raise
+    except Exception as e:
+        recorder.finish("failed", exit_code=errors.EXIT_UNEXPECTED, error=e)
+        raise
+    finally:
+        recorder.close()
+    result.manifest_path = recorder.manifest_path
+    return result
+
+
+def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult:
+    from skol_spark.model_loading import load_artifact
+
+    out = config.output
+    paths = OutputPaths(out.path or out.table, run_id)
+    fs = HadoopFS(spark, out.path) if out.path else None
+    if fs:
+        check_mode(fs, out.path, out.mode)  # cheapest refusal first: before Redis, TensorFlow or Spark jobs
+    if artifact is None:
+        artifact = load_artifact(config)
+    recorder.model(artifact)
+    window, stride = resolve_window(config, artifact)
+    smoke = start_smoke_test(artifact, config)
+
+    df = read_input(spark, config)
+    kind = check_schema(df, doc_col=config.input.doc_id_col, line_col=config.input.line_col,
+                        features_col=config.input.features_col, label_col=config.input.label_col)
+    carry = carried_columns(df, config)
+
+    lock = OutputLock(fs, paths) if fs else None
+    try:
+        if fs:
+            lock.acquire()
+            recover(fs, paths)
+        if out.mode == "incremental":
+            df = unscored_documents(spark, df, config, artifact)
+        keys = dict(doc_col=config.input.doc_id_col, line_col=config.input.line_col,
+                    features_col=config.input.features_col)
+        report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys)
+        recorder.input(report)
+        if not report.ok:
+            df = handle_bad_input(spark, df, report, config, kind, artifact, recorder)
+        if out.mode == "incremental" and report.lines == 0:
+            raise NothingToDo(f"incremental: every document in the input is already scored by model "
+                              f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
+        smoke.result()
+        plan = ScoringPlan(
+            doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
+            carry_cols=tuple(carry), labels=tuple(artifact.labels), window=window, stride=stride,
+            batch_size=config.scoring.batch_size, feature_size=artifact.feature_size,
+            tf_threads=config.scoring.tf_threads, model_name=artifact.name, model_version=artifact.version,
+            run_id=run_id, custom_modules=config.model.custom_layer_modules,
+            allow_unsafe=config.model.allow_unsafe_deserialization)
+        rows = score_and_write(spark, df, plan, artifact, config, paths, fs, recorder, report.lines)
+    finally:
+        if lock:
+            lock.release()
+    return RunResult(run_id=run_id, status="succeeded", rows_written=rows, manifest=recorder.data,
+                     manifest_path=recorder.manifest_path)
+
+
+def resolve_window(config: JobConfig, artifact) -> tuple[int, int]:
+    window = config.scoring.window_size or artifact.window_size
+    if not artifact.manifest.get("variable_length") and window != artifact.window_size:
+        raise ConfigError(f"scoring.window_size {window} differs from the model's fixed window "
+                          f"{artifact.window_size}; remove the setting or use a variable-length model")
+    stride = config.scoring.stride or (artifact.stride if window == artifact.window_size else window)
+    if not 1 <= stride <= window:
+        raise ConfigError(f"scoring.stride {stride} must be between 1 and the window size {window}")
+    return window, stride
+
+
+def start_smoke_test(artifact, config: JobConfig) -> concurrent.futures.Future:
+    """Rebuild + golden check on the driver, overlapped with the validation scan.
+
+    Catches a model that cannot be rebuilt or cannot predict (a different
+    TensorFlow, a wrong weight order) before any executor starts scoring.
+    """
+    from skol_spark.model_builder import build_predictor, check_keras_floor, configure_tensorflow
+
+    check_keras_floor()
+
+    def smoke():
+        configure_tensorflow(config.scoring.tf_threads or 1)
+        build_predictor(artifact, custom_modules=config.model.custom_layer_modules,
+                        allow_unsafe=config.model.allow_unsafe_deserialization, where="driver")
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skol-smoke")
+    future = pool.submit(smoke)
+    pool.shutdown(wait=False)
+    return future
+
+
+def read_input(spark, config: JobConfig):
+    from pyspark.sql import functions as F
+
+    inp = config.input
+    try:
+        df = spark.table(inp.table) if inp.table else spark.read.format(inp.format).load(inp.path)
+    except Exception as e:  # AnalysisException: path or table missing
+        raise InputContractError(f"cannot read input {inp.table or inp.path} ({inp.format}): "
+                                 f"{_first_line(str(e))}. Check input.path / input.table") from None
+    if inp.watermark_col:
+        if inp.watermark_col not in df.columns:
+            raise InputContractError(f"input has no watermark column {inp.watermark_col!r} (input.watermark_col)")
+        if inp.watermark_min:
+            df = df.where(F.col(inp.watermark_col) >= F.lit(inp.watermark_min))
+    return df
+
+
+def carried_columns(df, config: JobConfig) -> list[str]:
+    """Key + passthrough (+ true label) columns, in input order, checked against result names."""
+    inp = config.input
+    keys = [inp.doc_id_col, inp.line_col]
+    skip = set(keys) | {inp.features_col, inp.label_col}
+    if "*" in inp.passthrough:
+        passthrough = [c for c in df.columns if c not in skip]
+    else:
+        missing = [c for c in inp.passthrough if c not in df.columns]
+        if missing:
+            raise InputContractError(f"input.passthrough names column(s) {missing} the input does not have "
+                                     f"(columns: {df.columns})")
+        passthrough = [c for c in inp.passthrough if c not in skip]
+    clash = sorted(set(passthrough) & (set(RESULT_COLUMNS) | {TRUE_LABEL}))
+    if clash:
+        raise InputContractError(
+            f"input column(s) {clash} would collide with output columns of the same name. If it is the true "
+            "label, set input.label_col to it; otherwise drop or rename it, or list input.passthrough explicitly")
+    return keys + passthrough + ([TRUE_LABEL] if inp.label_col else [])
+
+
+def with_true_label(df, config: JobConfig, labels: list[str]):
+    """Normalise the true label to a label name (indices map through the model's labels)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    col = config.input.label_col
+    if not col:
+        return df
+    if isinstance(df.schema[col].dataType, (T.IntegerType, T.LongType, T.ShortType)):
+        names = F.array(*[F.lit(x) for x in labels])
+        value = F.coalesce(F.element_at(names, F.col(col).cast("int") + 1), F.col(col).cast("string"))
+        value = F.when(F.col(col).isNull(), F.lit(None)).otherwise(value)
+    else:
+        value = F.col(col).cast("string")
+    return df.withColumn(TRUE_LABEL, value)
+
+
+def unscored_documents(spark, df, config: JobConfig, artifact):
+    """Incremental mode: drop documents the output already holds for this model (version)."""
+    from pyspark.sql import functions as F
+
+    out = config.output
+    fs = HadoopFS(spark, out.path)
+    if not fs.exists(out.path) or not any(n.startswith("run_id=") for n in fs.list(out.path)):
+        return df
+    done = spark.read.format(out.format).load(out.path).where(F.col("model_name") == artifact.name)
+    if out.rescore == "new-version":
+        done = done.where(F.col("model_version") == artifact.version)
+    doc = config.input.doc_id_col
+    done_docs = done.select(F.col(doc).alias("_done_doc")).distinct()
+    return df.join(done_docs, df[doc] == done_docs["_done_doc"], "left_anti")
+
+
+def handle_bad_input(spark, df, report, config: JobConfig, kind: str, artifact, recorder):
+    keys = dict(doc_col=config.input.doc_id_col, line_col=config.input.line_col,
+                features_col=config.input.features_col)
+    if config.scoring.bad_input == "refuse":
+        refuse_bad_input(report, feature_size=artifact.feature_size, **keys)
+    from skol_spark.quarantine import quarantine
+
+    return quarantine(spark, df, report, config, bad_documents(df, kind=kind, feature_size=artifact.feature_size,
+                                                                  **keys), recorder)
+
+
+def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds, lines: int):
+    """Repartition by document, sort by line, and map each partition through the scorer."""
+    from pyspark.sql import functions as F
+
+    df = with_true_label(df, config, list(plan.labels))
+    needed = list(dict.fromkeys([*plan.carry_cols, plan.features_col]))
+    df = df.select(*needed)
+    if not config.input.clustered_by_doc:
+        parts = config.scoring.partitions or max(df.sparkSession.sparkContext.defaultParallelism,
+                                                 -(-lines // 200_000))
+        df = df.repartition(parts, F.col(plan.doc_col))
+    df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
+    schema = output_schema(df.schema, plan)
+    return df.mapInArrow(make_partition_scorer(plan, handle, builds), schema)
+
+
+def output_schema(input_schema, plan: ScoringPlan):
+    from pyspark.sql import types as T
+
+    fields = [input_schema[c] for c in plan.carry_cols]
+    fields += [
+        T.StructField("label", T.StringType(), False),
+        T.StructField("prediction", T.IntegerType(), False),
+        T.StructField("confidence", T.FloatType(), False),
+        T.StructField("probabilities", T.ArrayType(T.FloatType(), False), False),
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_version", T.IntegerType(), False),
+        T.StructField("run_id", T.StringType(), False),
+    ]
+    return T.StructType(fields)
+
+
+def score_and_write(spark, df, plan: ScoringPlan, artifact, config: JobConfig, paths: OutputPaths, fs,
+                    recorder, lines: int) -> int:
+    from skol_spark.progress import Progress, Timeout
+
+    sc = spark.sparkContext
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.scoring.arrow_batch_size))
+    handle = sc.broadcast(artifact)
+    builds = sc.accumulator(0)
+    out = config.output
+    started = time.monotonic()
+    try:
+        scored = scoring_frame(df, plan, config, handle, builds, lines)
+        with Timeout(spark, config.job.timeout_seconds) as timeout, \
+                Progress(spark, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
+            try:
+                if out.table:
+                    write_table(scored, out.table, fmt=out.format if out.format != "parquet" else "",
+                                mode=out.mode, partition_by=out.partition_by)
+                elif out.dynamic_partition_overwrite:
+                    write_dynamic_overwrite(scored, out.path, fmt=out.format, partition_by=out.partition_by)
+                else:
+                    write_staged(scored, paths, fmt=out.format, partition_by=out.partition_by)
+            except Exception as e:
+                if fs and not out.dynamic_partition_overwrite:
+                    fs.delete(paths.staging)  # a failed run leaves nothing behind, not even hidden staging
+                if timeout.fired.is_set():
+                    raise JobTimeoutError(f"the job ran longer than job.timeout_seconds="
+                                          f"{config.job.timeout_seconds:g} and was cancelled; nothing was "
+                                          "published") from None
+                raise translate_spark_error(e) from None
+        if fs and not out.dynamic_partition_overwrite:
+            publish(fs, paths, out.mode)
+        recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
+                         stride=plan.stride)
+        return recorder.output(spark, config, paths, plan)
+    finally:
+        handle.destroy()
+
+
+_ERROR_LINE = re.compile(r"(?:skol_spark\.errors\.)?(\w+(?:Error|Exception)): (.+)")
+
+
+def translate_spark_error(error: Exception) -> errors.SkolError:
+    """A failed Spark job -> the SkolError the executor raised (or JobFailedError), message kept short."""
+    text = str(error)
+    matches = [m for m in _ERROR_LINE.finditer(text)
+               if m.group(1) not in ("Py4JJavaError", "PythonException", "SparkException")]
+    for m in reversed(matches):
+        cls = getattr(errors, m.group(1), None)
+        if isinstance(cls, type) and issubclass(cls, errors.SkolError):
+            return cls(m.group(2).strip())
+    detail = f"{matches[-1].group(1)}: {matches[-1].group(2).strip()}" if matches else _first_line(text)
+    if re.search(r"^MemoryError\b", text, re.M):  # raised bare, so the pattern above misses it
+        detail = ("MemoryError: a Python worker ran out of memory; lower scoring.batch_size or "
+                  "scoring.arrow_batch_size, or raise spark.executor.pyspark.memory / executor memory")
+    if "ValueError" in detail and ("duplicate" in detail or "NaN" in detail or "features" in detail):
+        return InputContractError(f"input refused by an executor, nothing was published: {detail}")
+    return JobFailedError(f"the Spark job failed, nothing was published ({detail[:600]}). Earlier output is "
+                          "unchanged; see the Spark logs for the executor traceback")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:400] if text.strip() else ""

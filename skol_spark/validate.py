@@ -1,0 +1,167 @@
+"""Driver-side input checks: the data contract is enforced before any output exists.
+
+The schema is checked without running anything; the per-line checks (null
+keys, null/NaN/inf features, wrong feature size, duplicate keys) run as ONE
+aggregation job over keys and flags only (features are never shuffled), which
+also yields the line and document totals used for sizing and progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from skol_spark.errors import InputContractError
+
+FLAGS = ("null_key", "null_features", "bad_size", "nonfinite", "duplicate")
+FIXES = {
+    "null_key": "drop or fill rows whose document id or line number is null",
+    "null_features": "every line needs a feature vector; drop the lines or featurize them",
+    "bad_size": "featurize with the same vocabulary/pipeline the model was trained with",
+    "nonfinite": "replace NaN/inf/null values in the features upstream (an LSTM turns one NaN into NaN for "
+                 "the whole window)",
+    "duplicate": "deduplicate the input on (document id, line number)",
+}
+
+
+@dataclass(frozen=True)
+class InputReport:
+    """Totals of one validation pass; ``bad`` maps a flag to (line count, example)."""
+
+    lines: int
+    documents: int
+    bad: dict[str, tuple[int, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(count for count, _ in self.bad.values())
+
+
+def feature_kind(dtype) -> str:
+    """'array', 'vector' or 'sparse' for a supported Spark type; raises InputContractError otherwise."""
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import types as T
+
+    if isinstance(dtype, VectorUDT):
+        return "vector"
+    if isinstance(dtype, T.ArrayType) and isinstance(dtype.elementType, (T.FloatType, T.DoubleType)):
+        return "array"
+    if isinstance(dtype, T.StructType) and {"indices", "values"} <= set(dtype.fieldNames()):
+        return "sparse"
+    raise InputContractError(
+        f"feature column has type {dtype.simpleString()}; expected array<float>, a Spark ML vector, or "
+        "struct<indices: array<int>, values: array<float>> (set input.features_col to the right column)")
+
+
+def check_schema(df, *, doc_col: str, line_col: str, features_col: str, label_col: str = "") -> str:
+    """Raise InputContractError naming a missing/mistyped column; returns the feature kind."""
+    from pyspark.sql import types as T
+
+    columns = df.columns
+    for key, name in (("input.doc_id_col", doc_col), ("input.line_col", line_col),
+                      ("input.features_col", features_col), ("input.label_col", label_col)):
+        if name and name not in columns:
+            raise InputContractError(f"input has no column {name!r} ({key}); its columns are {columns}. "
+                                     f"Rename the column upstream or set {key}")
+    line_type = df.schema[line_col].dataType
+    if not isinstance(line_type, (T.IntegerType, T.LongType, T.ShortType)):
+        raise InputContractError(f"column {line_col!r} (input.line_col) must be an integer line number, "
+                                 f"got {line_type.simpleString()}")
+    return feature_kind(df.schema[features_col].dataType)
+
+
+def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int):
+    """Per-line boolean flags as Spark columns (no Python UDF)."""
+    from pyspark.sql import functions as F
+
+    feats = F.col(features_col)
+    missing = feats.isNull()
+    if kind == "vector":
+        from pyspark.ml.functions import vector_to_array
+
+        values = vector_to_array(feats, "float32")
+        size = F.size(values)
+    elif kind == "array":
+        values, size = feats, F.size(feats)
+    else:
+        values = feats["values"]
+        has_size = "size" in df.schema[features_col].dataType.fieldNames()
+        size = F.coalesce(feats["size"], F.lit(feature_size)) if has_size else F.lit(feature_size)
+        # a struct whose indices or values are null is no feature vector at all
+        missing = missing | feats["indices"].isNull() | values.isNull()
+        out_of_range = (F.coalesce(F.array_max(feats["indices"]), F.lit(-1)) >= feature_size) | \
+            (F.coalesce(F.array_min(feats["indices"]), F.lit(0)) < 0)  # a negative index would wrap around
+        size = F.when(out_of_range, F.lit(-1)).otherwise(size)
+        size = F.when(F.size(feats["indices"]) != F.size(values), F.lit(-1)).otherwise(size)
+    # a null element is refused with NaN: it reaches the model as NaN (exists() alone would say null, i.e. no)
+    nonfinite = F.exists(values, lambda x: x.isNull() | F.isnan(x) | (F.abs(x) == F.lit(float("inf"))))
+    return df.select(
+        F.col(doc_col).alias("_doc"), F.col(line_col).alias("_line"),
+        (F.col(doc_col).isNull() | F.col(line_col).isNull()).alias("null_key"),
+        missing.alias("null_features"),
+        F.coalesce(~missing & (size != feature_size), F.lit(False)).alias("bad_size"),
+        F.coalesce(~missing & nonfinite, F.lit(False)).alias("nonfinite"),
+    )
+
+
+def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int) -> InputReport:
+    """One Spark job: totals and, per problem, the number of lines and one example."""
+    from pyspark.sql import functions as F
+
+    flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
+                       feature_size=feature_size)
+    per_key = flags.groupBy("_doc", "_line").agg(
+        F.count(F.lit(1)).alias("n"),
+        *[F.max(F.col(f).cast("int")).alias(f) for f in FLAGS if f != "duplicate"])
+    example = F.struct(F.col("_doc").cast("string").alias("doc"), F.col("_line").alias("line"))
+    aggs = [F.coalesce(F.sum("n"), F.lit(0)).alias("lines"), F.countDistinct("_doc").alias("documents")]
+    for flag in FLAGS:
+        hit = (F.col("n") > 1) if flag == "duplicate" else (F.col(flag) == 1)
+        weight = (F.col("n") - 1) if flag == "duplicate" else F.col("n")
+        aggs.append(F.coalesce(F.sum(F.when(hit, weight)), F.lit(0)).alias(f"{flag}_count"))
+        aggs.append(F.first(F.when(hit, example), ignorenulls=True).alias(f"{flag}_example"))
+    row = per_key.agg(*aggs).collect()[0]
+    bad = {f: (int(row[f"{f}_count"]), _example(row[f"{f}_example"])) for f in FLAGS}
+    return InputReport(lines=int(row["lines"]), documents=int(row["documents"]), bad=bad)
+
+
+def _example(value) -> Any:
+    return None if value is None else {"doc": value["doc"], "line": value["line"]}
+
+
+def refuse_bad_input(report: InputReport, *, doc_col: str, line_col: str, features_col: str,
+                     feature_size: int) -> None:
+    """Raise one InputContractError listing every problem with counts, an example and the fix."""
+    if report.ok:
+        return
+    what = {
+        "null_key": f"null {doc_col}/{line_col}",
+        "null_features": f"null {features_col}",
+        "bad_size": f"{features_col} not of size {feature_size} (the model's feature size)",
+        "nonfinite": f"NaN, inf or null values in {features_col}",
+        "duplicate": f"duplicate ({doc_col}, {line_col}) rows",
+    }
+    problems = []
+    for flag, (count, example) in report.bad.items():
+        if count:
+            where = f", e.g. {doc_col}={example['doc']!r} {line_col}={example['line']}" if example else ""
+            problems.append(f"{count} line(s) with {what[flag]}{where}: {FIXES[flag]}")
+    raise InputContractError(
+        f"input refused, nothing was written ({report.lines} lines in {report.documents} documents):\n  - "
+        + "\n  - ".join(problems)
+        + "\nOr set scoring.bad_input: quarantine to set the offending documents aside and score the rest")
+
+
+def bad_documents(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int):
+    """Documents with any offending line, with a reason: DataFrame(_doc, reason)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
+                       feature_size=feature_size)
+    dup = F.count(F.lit(1)).over(Window.partitionBy("_doc", "_line")) > 1
+    reason = F.coalesce(*[F.when(c, F.lit(name)) for name, c in (
+        ("null_key", F.col("null_key")), ("null_features", F.col("null_features")),
+        ("bad_size", F.col("bad_size")), ("nonfinite", F.col("nonfinite")), ("duplicate", dup))])
+    return (flags.withColumn("reason", reason).where(F.col("reason").isNotNull())
+            .groupBy("_doc").agg(F.min("reason").alias("reason")))

@@ -1,0 +1,340 @@
+"""Tools for the fault-matrix tests (tests/test_faults_*.py; rows in RELIABILITY.md).
+
+- ``run_cli``: the real ``skol_spark.cli.main`` in this process, on the shared
+  SparkSession (``predict`` reuses an active session and does not stop it);
+  returns the exit code and what went to stdout/stderr.
+- ``run_cli_subprocess``: the CLI in a fresh interpreter (own JVM, own env:
+  ``SKOL_FAULT``, ``local[2,2]``, ``TF_USE_LEGACY_KERAS``), always with a timeout.
+- ``worker_fault``: set ``SKOL_FAULT`` for the shared session's Python workers
+  (``SparkContext.environment`` goes into every new Python function's env,
+  and workers are pooled per env, so the fault never leaks into other tests).
+- ``Proxy``: a threaded TCP proxy that drops connections mid-transfer or
+  throttles the link (toxiproxy is not available here).
+- ``make_certs``: a CA, a server certificate for 127.0.0.1 and an unrelated CA.
+- small data helpers: documents -> parquet, output digests, model publishing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FEATURES = 6
+WINDOW = 8
+LABELS = ["Nomenclature", "Description", "Misc"]
+
+
+# ---- running the CLI ------------------------------------------------------------------------------------
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+    @property
+    def error_line(self) -> str:
+        lines = [x for x in self.err.splitlines() if x.startswith("skol-spark: error:")]
+        return lines[-1] if lines else ""
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def run_cli(argv: list[str]) -> CliResult:
+    """``skol_spark.cli.main(argv)`` in process, capturing stdout/stderr (logging included)."""
+    import logging
+
+    from skol_spark import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(err)
+    root.addHandler(handler)
+    started = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+    finally:
+        root.removeHandler(handler)
+    return CliResult(code, out.getvalue(), err.getvalue(), time.monotonic() - started)
+
+
+def run_cli_subprocess(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 240,
+                       background: bool = False):
+    """The CLI in a new interpreter (new process group). ``background`` returns the Popen."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("SKOL_FAULT", "PYSPARK_GATEWAY_PORT",
+                                                               "PYSPARK_GATEWAY_SECRET")}
+    full_env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PYSPARK_PYTHON": sys.executable,
+                     "PYSPARK_DRIVER_PYTHON": sys.executable})
+    full_env.update(env or {})
+    cmd = [sys.executable, "-m", "skol_spark.cli", *argv]
+    proc = subprocess.Popen(cmd, env=full_env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    if background:
+        return proc
+    started = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        raise AssertionError(f"CLI did not finish within {timeout}s: {argv}\n{err[-3000:]}") from None
+    return CliResult(proc.returncode, out, err, time.monotonic() - started)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of a subprocess this module started (driver + its JVM + workers)."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def worker_fault(spark, spec: str):
+    """``SKOL_FAULT=spec`` for Python workers started while inside the block (see module docstring)."""
+    env = spark.sparkContext.environment
+    env["SKOL_FAULT"] = spec
+    try:
+        yield
+    finally:
+        env.pop("SKOL_FAULT", None)
+
+
+def predict_args(conf: str, *extra: str) -> list[str]:
+    return ["predict", "--conf", conf, "--quiet", *extra]
+
+
+def write_config(path: Path, *, redis_url: str, prefix: str, model: str, input_path: str | Path,
+                 output_path: str | Path, mode: str = "error", **sections: dict) -> str:
+    """A job YAML pointed at test data; ``sections`` update/extend (e.g. scoring={...})."""
+    conf = {
+        "redis": {"url": redis_url, "prefix": prefix, "connect_timeout": 1, "socket_timeout": 2, "retries": 1},
+        "model": {"name": model, "version": "production"},
+        "input": {"path": str(input_path)},
+        "scoring": {"batch_size": 64},
+        "output": {"path": str(output_path), "mode": mode, "report": False},
+        "job": {"progress": False},
+    }
+    for section, values in sections.items():
+        conf.setdefault(section, {}).update(values)
+    Path(path).write_text(yaml.safe_dump(conf, sort_keys=False))
+    return str(path)
+
+
+# ---- data ----------------------------------------------------------------------------------------------
+def make_documents(prefix: str, count: int, *, seed: int, max_lines: int = 21) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"{prefix}-{i:03d}": rng.random((int(rng.integers(1, max_lines)), FEATURES), dtype=np.float32)
+            for i in range(count)}
+
+
+def documents_table(docs: dict[str, np.ndarray], *, ingest_date: str = "2026-11-01") -> pa.Table:
+    doc_ids, lines, feats = [], [], []
+    for doc, x in docs.items():
+        for i, row in enumerate(x):
+            doc_ids.append(doc)
+            lines.append(i)
+            feats.append(None if row is None else [float(v) for v in row])
+    return pa.table({"doc_id": pa.array(doc_ids, pa.string()), "line_number": pa.array(lines, pa.int32()),
+                     "features": pa.array(feats, pa.list_(pa.float32())),
+                     "ingest_date": pa.array([ingest_date] * len(lines), pa.string())})
+
+
+def write_table(path: str | Path, table: pa.Table) -> int:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, str(Path(path) / "part-0.parquet"))
+    return table.num_rows
+
+
+def read_output(path: str | Path) -> pa.Table:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(path), format="parquet", partitioning="hive", exclude_invalid_files=True).to_table()
+
+
+def tree_digest(root: str | Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``root`` ({} when absent)."""
+    root = Path(root)
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_no_output(output: Path) -> None:
+    """Destination absent, or holding no data file and no success marker."""
+    if not output.exists():
+        return
+    files = [p for p in output.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
+             and "_temporary" not in p.parts]
+    assert not files, f"output files were published: {files[:5]}"
+    assert not (output / "_SUCCESS").exists()
+
+
+def keys_of(table: pa.Table) -> list[tuple[str, int]]:
+    return list(zip(table.column("doc_id").to_pylist(), table.column("line_number").to_pylist()))
+
+
+def by_key(table: pa.Table) -> dict[tuple[str, int], list[float]]:
+    return dict(zip(keys_of(table), table.column("probabilities").to_pylist()))
+
+
+# ---- models ---------------------------------------------------------------------------------------------
+def wide_model(features: int = 300, units: int = 1000, window: int = WINDOW, seed: int = 0):
+    """A model with > 1 MB of weights (for chunking, slow links), cheap to build and run."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((window, features))
+    x = keras.layers.TimeDistributed(keras.layers.Dense(units, activation="relu"))(inp)
+    out = keras.layers.TimeDistributed(keras.layers.Dense(len(LABELS), activation="softmax"))(x)
+    return keras.Model(inp, out)
+
+
+# ---- a TCP proxy for link faults ------------------------------------------------------------------------
+@dataclass
+class Proxy:
+    """Forward 127.0.0.1:<port> to ``upstream``.
+
+    ``drop_after``: close a connection once that many server->client bytes have
+    passed, for the first ``drop_connections`` connections (``None`` = all).
+    ``bytes_per_second``: throttle server->client traffic. ``delay``: extra
+    seconds before each server->client chunk once ``delay_after`` bytes have passed
+    (so the handshake and PING can go through before the link stalls).
+    """
+
+    upstream: tuple[str, int]
+    drop_after: int | None = None
+    drop_connections: int | None = 1
+    bytes_per_second: float | None = None
+    delay: float = 0.0
+    delay_after: int = 0
+    connections: int = 0
+    dropped: int = 0
+    _server: socket.socket | None = field(default=None, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def port(self) -> int:
+        return self._server.getsockname()[1]
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def __enter__(self) -> "Proxy":
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self._server.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._server.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections += 1
+            drop = self.drop_after is not None and (self.drop_connections is None
+                                                    or self.connections <= self.drop_connections)
+            upstream = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, upstream, None, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.drop_after if drop else None, True),
+                             daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None, downstream: bool) -> None:
+        sent = 0
+        try:
+            while not self._stop.is_set():
+                data = src.recv(16384)
+                if not data:
+                    break
+                if downstream and self.delay and sent >= self.delay_after:
+                    time.sleep(self.delay)
+                if limit is not None and sent + len(data) > limit:
+                    dst.sendall(data[:max(0, limit - sent)])
+                    self.dropped += 1
+                    break
+                for start in range(0, len(data), 4096):
+                    piece = data[start:start + 4096]
+                    dst.sendall(piece)
+                    if downstream and self.bytes_per_second:
+                        time.sleep(len(piece) / self.bytes_per_second)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+# ---- TLS -----------------------------------------------------------------------------------------------
+def make_certs(directory: Path) -> dict[str, str]:
+    """CA + server cert (SAN 127.0.0.1, localhost) + an unrelated CA, made with openssl."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=skol test {ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+        "-out", "server.csr")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    return {name: str(d / f"{name}") for name in ("ca.crt", "other-ca.crt", "server.crt", "server.key")}
+
+
+def start_tls_redis(certs: dict[str, str]):
+    """redis-server with only a TLS port; returns (process, port)."""
+    from skol_spark.embedded_redis import find_redis_server, free_port
+
+    port = free_port()
+    workdir = Path(certs["ca.crt"]).parent
+    proc = subprocess.Popen([find_redis_server(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                             "--tls-cert-file", certs["server.crt"], "--tls-key-file", certs["server.key"],
+                             "--tls-ca-cert-file", certs["ca.crt"], "--tls-auth-clients", "no",
+                             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"TLS redis-server exited with {proc.returncode}") from None
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("TLS redis-server did not start")

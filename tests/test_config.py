@@ -1,0 +1,69 @@
+"""The typed config: YAML + --set overrides, errors that name the field, redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from skol_spark.config import JobConfig, load_config, redact_url
+from skol_spark.errors import ConfigError
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_yaml_and_overrides_build_a_frozen_typed_config(tmp_path):
+    conf = write(tmp_path, "model:\n  name: m\n  version: 3\ninput:\n  path: in\noutput:\n  path: out\n"
+                           "  partition_by: [model_version]\nscoring:\n  batch_size: 128\n")
+    config = load_config(conf, ["output.mode=append", "scoring.stride=4", "job.spark_conf={a.b: 1}"])
+    assert config.model.version == "3" and config.scoring.batch_size == 128 and config.scoring.stride == 4
+    assert config.output.mode == "append" and config.output.partition_by == ("model_version",)
+    assert config.job.spark_conf == (("a.b", "1"),)
+    with pytest.raises(AttributeError):
+        config.output.mode = "error"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("override, field", [
+    ("output.mode=upsert", "output.mode"),
+    ("scoring.batch_size=zero", "scoring.batch_size"),
+    ("scoring.bad_input=ignore", "scoring.bad_input"),
+    ("scoring.bad_input=quarantine", "quarantine_path"),
+    ("model.nmae=x", "model: unknown key"),
+    ("outptu.mode=error", "unknown config section"),
+    ("output.mode", "expected section.key=value"),
+    ("scoring.stride=9", "stride"),
+    ("redis.socket_timeout=0", "socket_timeout"),
+    ("output.dynamic_partition_overwrite=true", "partition_by"),
+])
+def test_bad_values_name_the_field(override, field):
+    overrides = [override] + (["scoring.window_size=8"] if "stride" in override else [])
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert field in str(err.value)
+
+
+def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "model: [unclosed\n"))
+
+
+def test_redaction_hides_url_passwords():
+    assert redact_url("redis://scorer:s3cret@host:6379/0") == "redis://scorer:***@host:6379/0"
+    assert redact_url("rediss://:s3cret@host:6380") == "rediss://:***@host:6380"
+    config = load_config(None, ["redis.url=redis://u:canary-pw@h:1/0"])
+    assert "canary-pw" not in repr(config.redacted())
+    assert JobConfig().redacted()["redis"]["url"] == ""
+
+
+def test_shipped_example_configs_parse():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "conf"
+    files = sorted(root.glob("*.yaml")) + sorted(root.glob("databricks/*.yaml"))
+    assert len(files) >= 2
+    for path in files:
+        load_config(path)

@@ -1,0 +1,311 @@
+"""Fault matrix, model artifact rows M1-M10 (RELIABILITY.md).
+
+Each test copies the module's published model under a fresh key prefix,
+damages or tampers with the copy the way a bad disk, an eviction or an
+attacker with write access to Redis would, and runs the real CLI on it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import tarfile
+import uuid
+
+import numpy as np
+import pytest
+
+from skol_spark import errors
+from skol_spark.artifact import sha256
+from skol_spark.store import ModelStore
+from tests.conftest import LABELS
+from tests.fault_tools import (assert_no_output, documents_table, make_documents, predict_args, run_cli,
+                               write_config, write_table)
+
+MODEL = "fa"
+
+
+@pytest.fixture(scope="module")
+def source(redis_client, closure_model):
+    store = ModelStore(redis_client, prefix=f"fa{uuid.uuid4().hex[:6]}", chunk_size=1024)
+    version = store.publish(closure_model, MODEL, labels=LABELS, aliases=["production"])
+    return store, version
+
+
+@pytest.fixture(scope="module")
+def input_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fa-input") / "lines"
+    write_table(path, documents_table(make_documents("d", 6, seed=2)))
+    return path
+
+
+class Copy:
+    """A copy of the source model under its own prefix, with tamper helpers."""
+
+    def __init__(self, source):
+        store, self.version = source
+        self.client = store.client
+        self.prefix = f"{store.prefix}x{uuid.uuid4().hex[:4]}"
+        for key in self.client.scan_iter(f"{store.prefix}:*"):
+            new = self.prefix + key.decode()[len(store.prefix):]
+            self.client.restore(new, 0, self.client.dump(key), replace=True)
+
+    def key(self, *parts) -> str:
+        return ":".join([self.prefix, "model", MODEL, f"v{self.version}", *map(str, parts)])
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads(self.client.get(self.key("manifest")))
+
+    @manifest.setter
+    def manifest(self, value: dict) -> None:
+        self.client.set(self.key("manifest"), json.dumps(value, sort_keys=True))
+
+    def set_architecture(self, text: str) -> None:
+        """Replace the architecture AND fix its checksum (an attacker with write access can)."""
+        self.client.set(self.key("architecture"), text)
+        m = self.manifest
+        m["architecture"] = {"sha256": sha256(text), "bytes": len(text.encode())}
+        self.manifest = m
+
+    def set_weights(self, payload: bytes) -> None:
+        """Replace the weights payload (one chunk) AND fix its checksum."""
+        m = self.manifest
+        for i in range(int(m["weights"]["chunks"])):
+            self.client.delete(self.key("weights", i))
+        self.client.set(self.key("weights", 0), payload)
+        m["weights"].update(sha256=sha256(payload), bytes=len(payload), chunks=1)
+        self.manifest = m
+
+
+@pytest.fixture
+def copy(source):
+    return Copy(source)
+
+
+@pytest.fixture
+def keras_calls(monkeypatch):
+    """Record any model rebuild: tests assert Keras never saw the artifact."""
+    import keras
+
+    from skol_spark import model_builder
+
+    calls = []
+    real_rebuild, real_from_json = model_builder.rebuild_model, keras.models.model_from_json
+
+    def rebuild(*a, **k):
+        calls.append("rebuild_model")
+        return real_rebuild(*a, **k)
+
+    def from_json(*a, **k):
+        calls.append("model_from_json")
+        return real_from_json(*a, **k)
+
+    monkeypatch.setattr(model_builder, "rebuild_model", rebuild)
+    monkeypatch.setattr(keras.models, "model_from_json", from_json)
+    return calls
+
+
+def run(tmp_path, redis_server, copy, input_path, **sections):
+    job = write_config(tmp_path / "job.yaml", redis_url=redis_server.url, prefix=copy.prefix, model=MODEL,
+                       input_path=input_path, output_path=tmp_path / "out", **sections)
+    return run_cli(predict_args(job))
+
+
+def test_M1_flipped_weight_byte_is_a_checksum_mismatch_before_keras(spark, tmp_path, redis_server, copy,
+                                                                    input_path, keras_calls):
+    chunk = copy.client.get(copy.key("weights", 1))
+    flipped = chunk[:100] + bytes([chunk[100] ^ 0x01]) + chunk[101:]
+    copy.client.set(copy.key("weights", 1), flipped)
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == errors.ModelIntegrityError.exit_code, result.err[-2000:]
+    assert f"model '{MODEL}' version {copy.version}: weights checksum mismatch" in result.error_line
+    assert keras_calls == []
+    assert_no_output(tmp_path / "out")
+
+
+def test_M2_tampered_manifest_checksum_is_refused(spark, tmp_path, redis_server, copy, input_path, keras_calls):
+    m = copy.manifest
+    m["weights"]["sha256"] = "0" * 64
+    copy.manifest = m
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == errors.ModelIntegrityError.exit_code, result.err[-2000:]
+    assert "weights checksum mismatch (manifest 000000000000" in result.error_line
+    assert keras_calls == []
+    assert_no_output(tmp_path / "out")
+
+
+def test_M3_truncated_weights_are_refused(spark, tmp_path, redis_server, copy, input_path, keras_calls):
+    last = int(copy.manifest["weights"]["chunks"]) - 1
+    copy.client.set(copy.key("weights", last), copy.client.get(copy.key("weights", last))[:-10])
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == errors.ModelIntegrityError.exit_code, result.err[-2000:]
+    assert "weights is" in result.error_line and "(truncated)" in result.error_line
+    assert keras_calls == []
+    assert_no_output(tmp_path / "out")
+
+
+def test_M4_lambda_layer_is_refused_and_never_runs(spark, tmp_path, redis_server, copy, input_path, keras_calls):
+    import keras
+
+    from skol_spark.artifact import encode_weights
+
+    marker = tmp_path / "lambda-ran"
+    path = str(marker)
+    inp = keras.Input((8, 6))
+    x = keras.layers.Lambda(lambda t: (open(path, "w").close(), t)[1], name="sneaky")(inp)
+    out = keras.layers.TimeDistributed(keras.layers.Dense(3, activation="softmax"))(x)
+    sneaky = keras.Model(inp, out)
+    marker.unlink(missing_ok=True)  # building the model traced the lambda once; from here on it must never run
+    with pytest.raises(errors.UnsafeModelError, match="Lambda"):  # publish refuses it already
+        ModelStore(copy.client, prefix=copy.prefix).publish(sneaky, "other", labels=LABELS)
+    assert not marker.exists()
+    # written behind the store's back (an attacker with write access to Redis): the loader refuses it too
+    copy.set_architecture(sneaky.to_json())
+    copy.set_weights(encode_weights(sneaky.get_weights()))
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == errors.UnsafeModelError.exit_code, result.err[-2000:]
+    assert "Lambda layer (sneaky)" in result.error_line
+    assert "model.allow_unsafe_deserialization" in result.error_line  # the explicit opt-in is named
+    assert not marker.exists()
+    assert "model_from_json" not in keras_calls
+    assert_no_output(tmp_path / "out")
+
+
+@pytest.mark.parametrize("module, cls, code, message", [
+    ("os", "system", errors.UnsafeModelError.exit_code, "Python's own library"),
+    ("builtins", "eval", errors.UnsafeModelError.exit_code, "Python's own library"),
+    ("evil_pkg.layers", "Pwn", errors.ModelFormatError.exit_code, "model.custom_layer_modules"),
+])
+def test_M5_json_naming_an_arbitrary_module_is_refused(spark, tmp_path, redis_server, copy, input_path,
+                                                       keras_calls, module, cls, code, message):
+    import sys
+
+    arch = json.loads(copy.client.get(copy.key("architecture")))
+    layers = arch["config"]["layers"]
+    layers[-1] = {**layers[-1], "module": module, "class_name": cls, "registered_name": cls}
+    copy.set_architecture(json.dumps(arch))
+    before = set(sys.modules)
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == code, result.err[-2000:]
+    assert f"{cls!r}" in result.error_line and f"{module!r}" in result.error_line and message in result.error_line
+    assert "model_from_json" not in keras_calls
+    assert "evil_pkg" not in set(sys.modules) - before
+    assert_no_output(tmp_path / "out")
+
+
+def test_M6_unknown_custom_layer_names_class_and_fix(spark, tmp_path, redis_server, copy, input_path):
+    arch = json.loads(copy.client.get(copy.key("architecture")))
+    layers = arch["config"]["layers"]
+    layers[-1] = {**layers[-1], "module": "my_layers", "class_name": "Attention", "registered_name": "Attention"}
+    copy.set_architecture(json.dumps(arch))
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == errors.ModelFormatError.exit_code, result.err[-2000:]
+    assert "'Attention'" in result.error_line and "add `my_layers` to model.custom_layer_modules" in result.error_line
+    assert_no_output(tmp_path / "out")
+
+
+def test_M7_manifest_disagreeing_with_the_model_names_both_numbers(spark, tmp_path, redis_server, copy,
+                                                                    input_path):
+    m = copy.manifest
+    m["labels"] = [*LABELS, "Extra"]
+    copy.manifest = m
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == errors.ModelFormatError.exit_code, result.err[-2000:]
+    assert "manifest label count is 4 but the model's is 3" in result.error_line
+    assert_no_output(tmp_path / "out")
+
+
+def _evil_archive(tmp_path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (("metadata.json", b"{}"), ("../../escaped.txt", b"pwned")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    return buffer.getvalue()
+
+
+def test_M8_unsafe_legacy_archive_is_refused_before_extraction(tmp_path, redis_server, redis_client, monkeypatch):
+    """End to end through ``model import-legacy`` (member-by-member cases: tests/test_legacy.py)."""
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    archive = work / "legacy.tar.gz"
+    archive.write_bytes(_evil_archive(tmp_path))
+    monkeypatch.chdir(work)
+    prefix = f"fam{uuid.uuid4().hex[:6]}"
+
+    result = run_cli(["model", "import-legacy", "legacy", "--file", str(archive), "--redis-url", redis_server.url,
+                      "--prefix", prefix])
+
+    assert result.code == errors.UnsafeModelError.exit_code, result.err[-2000:]
+    assert "refused" in result.error_line and "escaped.txt" in result.error_line
+    assert not list(tmp_path.rglob("escaped.txt")) and not (tmp_path / "escaped.txt").exists()
+    assert not list(tmp_path.rglob("passwd"))
+    assert ModelStore(redis_client, prefix=prefix).models() == []
+
+
+class _Pwn:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_M9_pickle_in_place_of_weights_is_refused_never_unpickled(spark, tmp_path, redis_server, copy, input_path,
+                                                                  keras_calls):
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_Pwn(str(marker)), protocol=4)
+    copy.set_weights(payload)
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert result.code == errors.ModelFormatError.exit_code, result.err[-2000:]
+    assert "payload is a Python pickle" in result.error_line and "numpy .npz" in result.error_line
+    assert not marker.exists()
+    assert "model_from_json" not in keras_calls
+    # also a zip that holds an object array (np.save with allow_pickle) is refused, not unpickled
+    buffer = io.BytesIO()
+    np.savez(buffer, w00000=np.array([_Pwn(str(marker))], dtype=object))
+    from skol_spark.artifact import decode_weights
+
+    with pytest.raises(errors.ModelFormatError, match="cannot read weights archive"):
+        decode_weights(buffer.getvalue())
+    assert not marker.exists()
+
+
+def test_M10_model_that_cannot_predict_fails_the_driver_smoke_test(spark, tmp_path, redis_server, redis_client,
+                                                                    closure_model, input_path):
+    from tests.conftest import build_bilstm
+
+    broken = build_bilstm()
+    broken.set_weights([np.full_like(w, np.nan) for w in closure_model.get_weights()])
+    store = ModelStore(redis_client, prefix=f"fan{uuid.uuid4().hex[:6]}")
+    store.publish(broken, MODEL, labels=LABELS, aliases=["production"])
+    job = write_config(tmp_path / "job.yaml", redis_url=redis_server.url, prefix=store.prefix, model=MODEL,
+                       input_path=input_path, output_path=tmp_path / "out")
+
+    result = run_cli(predict_args(job))
+
+    assert result.code == errors.EnvironmentMismatchError.exit_code, result.err[-2000:]
+    assert "on driver: golden outputs differ by nan" in result.error_line
+    assert_no_output(tmp_path / "out")

@@ -1,0 +1,197 @@
+"""Arrow feature columns -> numpy feature sources (pure pyarrow/numpy, fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from skol_spark.features import (DenseFeatures, SparseFeatures, concat_sources, decode_features, nonfinite_rows,
+                                 to_sparse)
+
+SIZE = 6
+
+# What Spark ML's VectorUDT becomes in Arrow: struct<type, size, indices, values>
+VECTOR_TYPE = pa.struct([("type", pa.int8()), ("size", pa.int32()), ("indices", pa.list_(pa.int32())),
+                         ("values", pa.list_(pa.float64()))])
+
+
+def dense_vector(values):
+    return {"type": 1, "size": None, "indices": None, "values": [float(v) for v in values]}
+
+
+def sparse_vector(size, indices, values):
+    return {"type": 0, "size": size, "indices": list(indices), "values": [float(v) for v in values]}
+
+
+def random_matrix(rng, n, density=0.5):
+    m = rng.normal(size=(n, SIZE)).astype(np.float32)
+    m[rng.random(m.shape) > density] = 0.0
+    return m
+
+
+def as_dense(source) -> np.ndarray:
+    return source.take(np.arange(len(source)))
+
+
+def sparse_rows(matrix):
+    return [(np.flatnonzero(r).tolist(), r[np.flatnonzero(r)].tolist()) for r in matrix]
+
+
+# ---- dense lists ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arrow_type", [pa.list_(pa.float32()), pa.list_(pa.float64()),
+                                        pa.large_list(pa.float32()), pa.list_(pa.float32(), SIZE)])
+def test_dense_lists_decode_to_the_same_matrix(arrow_type):
+    m = random_matrix(np.random.default_rng(0), 7, density=1.0)
+    source = decode_features(pa.array(m.tolist(), arrow_type), SIZE)
+    assert isinstance(source, DenseFeatures)
+    assert source.values.dtype == np.float32 and source.values.shape == (7, SIZE)
+    np.testing.assert_array_equal(source.values, m)
+
+
+@pytest.mark.parametrize("arrow_type", [pa.list_(pa.float32()), pa.list_(pa.float32(), SIZE)])
+def test_dense_slices_honour_the_arrow_offset(arrow_type):
+    m = random_matrix(np.random.default_rng(1), 10, density=1.0)
+    arr = pa.array(m.tolist(), arrow_type)
+    np.testing.assert_array_equal(decode_features(arr.slice(3, 4), SIZE).values, m[3:7])
+    chunked = pa.chunked_array([arr.slice(0, 2), arr.slice(5, 3)])
+    np.testing.assert_array_equal(decode_features(chunked, SIZE).values, m[[0, 1, 5, 6, 7]])
+
+
+def test_dense_wrong_size_names_the_row():
+    arr = pa.array([[0.0] * SIZE, [0.0] * SIZE, [0.0] * (SIZE - 1)], pa.list_(pa.float32()))
+    with pytest.raises(ValueError, match=r"5 features instead of 6 \(first row 2\)"):
+        decode_features(arr, SIZE)
+
+
+def test_null_rows_and_unknown_types_are_refused():
+    with pytest.raises(ValueError, match="null feature row"):
+        decode_features(pa.array([[0.0] * SIZE, None], pa.list_(pa.float32())), SIZE)
+    with pytest.raises(ValueError, match="unsupported feature column type"):
+        decode_features(pa.array(["a", "b"]), SIZE)
+
+
+# ---- Spark ML vectors -----------------------------------------------------------------------------
+
+def vector_column(matrix, kinds):
+    rows = []
+    for r, kind in zip(matrix, kinds):
+        nz = np.flatnonzero(r)
+        rows.append(dense_vector(r) if kind == "d" else sparse_vector(SIZE, nz, r[nz]))
+    return pa.array(rows, VECTOR_TYPE)
+
+
+@pytest.mark.parametrize("kinds", ["dddddddd", "ssssssss", "dsdsssdd", "sddddddd", "ssssssd"])
+def test_vectors_dense_sparse_and_mixed(kinds):
+    m = random_matrix(np.random.default_rng(2), len(kinds))
+    m[1] = 0.0  # an all-zero sparse vector has no entries at all
+    col = vector_column(m, kinds)
+    source = decode_features(col, SIZE)
+    np.testing.assert_array_equal(as_dense(source), m)
+    if "s" not in kinds:
+        assert isinstance(source, DenseFeatures)
+    # the same rows seen through a slice of the column
+    np.testing.assert_array_equal(as_dense(decode_features(col.slice(2, 4), SIZE)), m[2:6])
+
+
+def test_vector_of_the_wrong_size_is_refused():
+    with pytest.raises(ValueError, match="size 9, the model needs 6"):
+        decode_features(pa.array([sparse_vector(SIZE, [0], [1.0]), sparse_vector(9, [8], [1.0])], VECTOR_TYPE),
+                        SIZE)
+    with pytest.raises(ValueError, match="features instead of 6"):
+        decode_features(pa.array([dense_vector([1.0] * 5)], VECTOR_TYPE), SIZE)
+    with pytest.raises(ValueError, match="dense vectors with 5 values"):
+        decode_features(pa.array([dense_vector([1.0] * 5), sparse_vector(SIZE, [0], [1.0])], VECTOR_TYPE), SIZE)
+
+
+@pytest.mark.parametrize("kinds", ["s", "ds"])
+@pytest.mark.parametrize("bad_index", [SIZE, -1])
+def test_vector_index_out_of_range_is_refused(kinds, bad_index):
+    rows = [dense_vector([1.0] * SIZE)] if kinds == "ds" else []
+    rows.append(sparse_vector(SIZE, [0, bad_index], [1.0, 2.0]))
+    with pytest.raises(ValueError, match=rf"index {bad_index} in row {len(rows) - 1} is outside 0..5"):
+        decode_features(pa.array(rows, VECTOR_TYPE), SIZE)
+
+
+# ---- struct{indices, values[, size]} --------------------------------------------------------------
+
+@pytest.mark.parametrize("with_size", [False, True])
+def test_sparse_struct(with_size):
+    m = random_matrix(np.random.default_rng(3), 9)
+    m[4] = 0.0
+    rows = [{"indices": i, "values": v, **({"size": SIZE} if with_size else {})} for i, v in sparse_rows(m)]
+    fields = [("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float32()))]
+    col = pa.array(rows, pa.struct(fields + ([("size", pa.int32())] if with_size else [])))
+    source = decode_features(col, SIZE)
+    assert isinstance(source, SparseFeatures)
+    np.testing.assert_array_equal(as_dense(source), m)
+    np.testing.assert_array_equal(as_dense(decode_features(col.slice(3, 5), SIZE)), m[3:8])
+    np.testing.assert_array_equal(as_dense(decode_features(pa.chunked_array([col.slice(0, 2), col.slice(6)]),
+                                                           SIZE)), m[[0, 1, 6, 7, 8]])
+
+
+def test_sparse_struct_with_some_sizes_null_uses_the_model_size():
+    """The driver's validation treats a null size as "the model's size"; the executor must agree."""
+    col = pa.array([{"indices": [0], "values": [1.0], "size": None},
+                    {"indices": [5], "values": [2.0], "size": SIZE}],
+                   pa.struct([("indices", pa.list_(pa.int64())), ("values", pa.list_(pa.float64())),
+                              ("size", pa.int64())]))
+    expected = np.zeros((2, SIZE), np.float32)
+    expected[0, 0], expected[1, 5] = 1.0, 2.0
+    np.testing.assert_array_equal(as_dense(decode_features(col, SIZE)), expected)
+
+
+def test_sparse_struct_errors():
+    t = pa.struct([("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float32())), ("size", pa.int32())])
+    with pytest.raises(ValueError, match="declare size 7, the model needs 6"):
+        decode_features(pa.array([{"indices": [0], "values": [1.0], "size": 7}], t), SIZE)
+    with pytest.raises(ValueError, match="outside 0..5"):
+        decode_features(pa.array([{"indices": [6], "values": [1.0], "size": 6}], t), SIZE)
+    with pytest.raises(ValueError, match="outside 0..5"):
+        decode_features(pa.array([{"indices": [-2], "values": [1.0], "size": 6}], t), SIZE)
+    with pytest.raises(ValueError, match="different lengths"):
+        decode_features(pa.array([{"indices": [0, 1], "values": [1.0], "size": 6}], t), SIZE)
+
+
+# ---- feature sources ------------------------------------------------------------------------------
+
+def test_sparse_take_with_padding_equals_dense_indexing():
+    rng = np.random.default_rng(4)
+    m = random_matrix(rng, 30, density=0.3)
+    m[[0, 7, 29]] = 0.0
+    sparse, dense = to_sparse(DenseFeatures(m)), DenseFeatures(m)
+    for _ in range(50):
+        rows = rng.integers(-1, 30, size=int(rng.integers(1, 40)))
+        expected = np.where((rows >= 0)[:, None], m[np.maximum(rows, 0)], 0.0)
+        np.testing.assert_array_equal(sparse.take(rows), expected)
+        np.testing.assert_array_equal(dense.take(rows), expected)
+    assert sparse.take(np.array([-1, -1])).tolist() == [[0.0] * SIZE] * 2
+    # take never writes through to the source
+    dense.take(np.array([-1, 0]))
+    np.testing.assert_array_equal(dense.values, m)
+
+
+def test_source_slices_and_concatenation():
+    rng = np.random.default_rng(5)
+    m = random_matrix(rng, 12)
+    sparse = to_sparse(DenseFeatures(m))
+    np.testing.assert_array_equal(as_dense(sparse.slice(4, 9)), m[4:9])
+    np.testing.assert_array_equal(as_dense(DenseFeatures(m).slice(4, 9)), m[4:9])
+    parts = [sparse.slice(0, 3), DenseFeatures(m[3:5]), sparse.slice(5, 12)]
+    joined = concat_sources(parts)
+    assert isinstance(joined, SparseFeatures) and len(joined) == 12
+    np.testing.assert_array_equal(as_dense(joined), m)
+    dense_joined = concat_sources([DenseFeatures(m[:4]), DenseFeatures(m[4:])])
+    assert isinstance(dense_joined, DenseFeatures)
+    np.testing.assert_array_equal(dense_joined.values, m)
+
+
+def test_nonfinite_rows():
+    m = np.ones((6, SIZE), np.float32)
+    m[1, 2], m[4, 0], m[4, 5], m[5, 3] = np.nan, np.inf, np.nan, -np.inf
+    assert nonfinite_rows(DenseFeatures(m)).tolist() == [1, 4, 5]
+    assert nonfinite_rows(to_sparse(DenseFeatures(m))).tolist() == [1, 4, 5]
+    assert nonfinite_rows(DenseFeatures(np.ones((3, SIZE), np.float32))).size == 0
+    col = pa.array([sparse_vector(SIZE, [1], [1.0]), sparse_vector(SIZE, [2], [float("nan")])], VECTOR_TYPE)
+    assert nonfinite_rows(decode_features(col, SIZE)).tolist() == [1]

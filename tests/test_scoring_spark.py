@@ -1,0 +1,302 @@
+"""End to end on real local Spark, a real redis-server and a real Keras model trained with a closure loss.
+
+The Spark output must equal the numpy reference (``windowing.score_document`` calling the
+Keras model on the same windows) on every line, for every feature encoding, stride and Arrow
+batching; bad input must be refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import numpy as np
+import pytest
+
+from skol_spark.config import load_config
+from skol_spark.errors import InputContractError
+from skol_spark.job import run_job
+from skol_spark.windowing import score_document
+from tests.conftest import FEATURES, LABELS, WINDOW
+
+LENGTHS = [1, WINDOW, WINDOW + 1, 23, 3, 2 * WINDOW, 40, 5, 11, 2, 17, 9]  # 12 documents, 134 lines
+
+
+@pytest.fixture(scope="module")
+def published(redis_server, redis_client, closure_model):
+    """One trained model published twice: default stride 3 (overlapping) and stride == window."""
+    from skol_spark.store import ModelStore
+
+    store = ModelStore(redis_client, prefix=f"t{uuid.uuid4().hex[:8]}")
+    name = "closure"
+    overlap = store.publish(closure_model, name, labels=LABELS, stride=3)
+    flat = store.publish(closure_model, name, labels=LABELS, stride=WINDOW)
+    return {"store": store, "url": redis_server.url, "name": name, "model": closure_model, 3: overlap,
+            WINDOW: flat}
+
+
+def publish_fresh_copy(published):
+    """The same architecture and closure loss with perturbed weights: a fingerprint no Python
+    worker has cached yet, so the run must build it (once per worker)."""
+    from tests.conftest import build_bilstm, make_closure_loss
+
+    model = published["model"]
+    fresh = build_bilstm()
+    rng = np.random.default_rng(uuid.uuid4().int % 2**32)
+    fresh.set_weights([w * (1 + 0.05 * rng.random()) for w in model.get_weights()])
+    fresh.compile(optimizer="adam", loss=make_closure_loss([1.0, 2.0, 0.5]))
+    version = published["store"].publish(fresh, published["name"], labels=LABELS, stride=3)
+    return fresh, version
+
+
+def make_documents(seed=0, lengths=LENGTHS, density=0.5):
+    """{doc_id: float32[L, F]} with many exact zeros (so sparse encodings are really sparse)."""
+    rng = np.random.default_rng(seed)
+    docs = {}
+    for i, n in enumerate(lengths):
+        m = rng.random((n, FEATURES), dtype=np.float32)
+        m[rng.random(m.shape) > density] = 0.0
+        docs[f"doc-{i:02d}"] = m
+    return docs
+
+
+def reference(model, docs, stride):
+    """{(doc_id, line_number): float32[C]} from the Keras model called directly on the windows."""
+    def predict(x):
+        return model(x, training=False).numpy()
+
+    out = {}
+    for doc_id, m in docs.items():
+        probs = score_document(m, predict, window=WINDOW, stride=stride)
+        for line, p in enumerate(probs):
+            out[(doc_id, line)] = p
+    return out
+
+
+def encode(row, kind, line):
+    """One line's features as ``kind``: array | vector (sparse and dense rows mixed) | struct."""
+    from pyspark.ml.linalg import Vectors
+
+    nz = np.flatnonzero(row)
+    if kind == "array":
+        return [float(v) for v in row]
+    if kind == "vector":
+        if line % 3 == 0:
+            return Vectors.dense([float(v) for v in row])
+        return Vectors.sparse(FEATURES, nz.tolist(), [float(v) for v in row[nz]])
+    if kind == "vector_dense":
+        return Vectors.dense([float(v) for v in row])
+    return {"indices": nz.tolist(), "values": [float(v) for v in row[nz]]}
+
+
+def feature_type(kind):
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import types as T
+
+    if kind == "array":
+        return T.ArrayType(T.FloatType())
+    if kind.startswith("vector"):
+        return VectorUDT()
+    return T.StructType([T.StructField("indices", T.ArrayType(T.IntegerType())),
+                         T.StructField("values", T.ArrayType(T.FloatType()))])
+
+
+def input_schema(kind):
+    from pyspark.sql import types as T
+
+    return T.StructType([
+        T.StructField("doc_id", T.StringType()), T.StructField("line_number", T.IntegerType()),
+        T.StructField("features", feature_type(kind)), T.StructField("page", T.LongType()),
+        T.StructField("text", T.StringType()), T.StructField("gold", T.StringType()),
+    ])
+
+
+def write_input(spark, path, docs, kind="array", shuffle_seed=1):
+    """Rows in a shuffled order (the job must sort them), with passthrough and a true label."""
+    rows = [(doc_id, line, encode(m[line], kind, line), 1000 + line, f"{doc_id}/{line}", LABELS[line % 3])
+            for doc_id, m in docs.items() for line in range(m.shape[0])]
+    np.random.default_rng(shuffle_seed).shuffle(rows)
+    spark.createDataFrame(rows, input_schema(kind)).repartition(3).write.parquet(str(path))
+    return str(path)
+
+
+def job_config(published, input_path, output_path, *extra):
+    return load_config(None, [
+        f"redis.url={published['url']}",
+        f"redis.prefix={published['store'].prefix}",
+        f"model.name={published['name']}", f"model.version={published[3]}",
+        f"input.path={input_path}", f"output.path={output_path}",
+        "output.report=false", "job.progress=false", "scoring.partitions=4", *extra])
+
+
+def read_output(spark, output_path):
+    return spark.read.parquet(output_path)
+
+
+def manifest_of(result):
+    with open(result.manifest_path.replace("file:", "", 1)) as f:
+        return json.load(f)
+
+
+def assert_matches_reference(rows, expected):
+    keys = [(r["doc_id"], r["line_number"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a line came back twice"
+    assert set(keys) == set(expected), "output lines differ from input lines"
+    for r in rows:
+        want = expected[(r["doc_id"], r["line_number"])]
+        np.testing.assert_allclose(r["probabilities"], want, atol=1e-5, rtol=0,
+                                   err_msg=f"{r['doc_id']} line {r['line_number']}")
+        assert r["prediction"] == int(np.argmax(r["probabilities"]))
+        assert r["label"] == LABELS[r["prediction"]]
+        assert r["confidence"] == pytest.approx(max(r["probabilities"]), abs=1e-7)
+
+
+# ---- the output equals the reference ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("kind", "stride", "arrow_batch", "fresh"), [
+    ("array", 3, 3, True),           # overlapping windows, documents split across many Arrow batches
+    ("array", WINDOW, 10000, False),  # stride == window, one batch per partition
+    ("vector", 3, 5, False),          # Spark ML vectors, sparse and dense rows mixed
+    ("vector_dense", WINDOW, 3, False),
+    ("struct", WINDOW, 3, False),     # struct{indices, values} sparse input
+])
+def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kind, stride, arrow_batch, fresh):
+    docs = make_documents(seed=len(kind) * 7 + stride)
+    input_path = write_input(spark, tmp_path / "in", docs, kind)
+    output = str(tmp_path / "out")
+    model, version = publish_fresh_copy(published) if fresh else (published["model"], published[stride])
+    config = job_config(published, input_path, output, f"model.version={version}",
+                        f"scoring.arrow_batch_size={arrow_batch}", "input.label_col=gold")
+    result = run_job(spark, config)
+
+    assert result.status == "succeeded"
+    assert result.rows_written == sum(LENGTHS)
+    df = read_output(spark, output)
+    rows = df.collect()
+    assert len(rows) == sum(LENGTHS)
+    assert_matches_reference(rows, reference(model, docs, stride))
+    # passthrough and the true label come back on the right line; model and run recorded
+    for r in rows:
+        assert r["page"] == 1000 + r["line_number"]
+        assert r["text"] == f"{r['doc_id']}/{r['line_number']}"
+        assert r["true_label"] == LABELS[r["line_number"] % 3]
+        assert (r["model_name"], r["model_version"], r["run_id"]) == (published["name"], version, result.run_id)
+    assert "gold" not in df.columns and "features" not in df.columns
+    assert [n for n in os.listdir(output) if not n.startswith(("_", "."))] == [f"run_id={result.run_id}"]
+    assert any(n.startswith("part-") and n.endswith(".parquet")
+               for n in os.listdir(os.path.join(output, f"run_id={result.run_id}")))
+
+    manifest = manifest_of(result)
+    assert manifest["status"] == "succeeded" and manifest["exit_code"] == 0
+    assert manifest["scoring"]["stride"] == stride and manifest["scoring"]["window_size"] == WINDOW
+    # built once per Python worker: local[2] runs at most 2 workers, over 4 partitions and many batches
+    # (a model a worker already holds from an earlier run of this session is not built again)
+    assert (1 if fresh else 0) <= manifest["scoring"]["model_builds"] <= 2
+    assert manifest["output"]["rows_written"] == sum(LENGTHS)
+    assert sum(manifest["output"]["label_counts"].values()) == sum(LENGTHS)
+
+
+def test_empty_input_is_a_successful_run_with_zero_rows(spark, published, tmp_path):
+    input_path = write_input(spark, tmp_path / "in", {}, "array")
+    output = str(tmp_path / "out")
+    result = run_job(spark, job_config(published, input_path, output))
+    assert result.status == "succeeded" and result.rows_written == 0
+    manifest = manifest_of(result)
+    assert manifest["exit_code"] == 0 and manifest["output"]["rows_written"] == 0
+    df = read_output(spark, output)
+    assert df.count() == 0
+    fields = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    assert fields["doc_id"] == "string" and fields["line_number"] == "int"
+    assert fields["label"] == "string" and fields["probabilities"] == "array<float>"
+    assert {"page", "text", "prediction", "confidence", "model_name", "model_version", "run_id"} <= set(fields)
+
+
+# ---- bad input is refused before anything is written --------------------------------------------------
+
+def _bad_rows(problem):
+    """Rows of a small valid input, then broken in one way; -> (rows, words the error must name)."""
+    docs = make_documents(seed=5, lengths=[4, 9, 3])
+    rows = [[doc_id, line, [float(v) for v in m[line]], line, "t", "Misc"]
+            for doc_id, m in docs.items() for line in range(m.shape[0])]
+    if problem == "size":
+        rows[5][2] = rows[5][2][:-1]
+        return rows, ["features", "size 6", "doc-01"]
+    if problem == "nan":
+        rows[6][2][2] = float("nan")
+        return rows, ["NaN, inf or null values in features", "doc-01"]
+    if problem == "inf":
+        rows[14][2][0] = float("-inf")
+        return rows, ["NaN, inf or null values in features", "doc-02"]
+    if problem == "null_doc":
+        rows[2][0] = None
+        return rows, ["null doc_id/line_number"]
+    if problem == "null_line":
+        rows[7][1] = None
+        return rows, ["null doc_id/line_number", "doc-01"]
+    if problem == "duplicate":
+        rows.append(list(rows[10]))
+        return rows, ["duplicate (doc_id, line_number)", "doc-01", "line_number=6"]
+    if problem == "null_element":
+        rows[3][2][1] = None
+        return rows, ["NaN, inf or null values in features", "doc-00"]
+    raise AssertionError(problem)
+
+
+@pytest.mark.parametrize("problem", ["size", "nan", "inf", "null_doc", "null_line", "duplicate", "null_element"])
+def test_bad_input_is_refused_and_nothing_is_written(spark, published, tmp_path, problem):
+    rows, words = _bad_rows(problem)
+    input_path = str(tmp_path / "in")
+    spark.createDataFrame([tuple(r) for r in rows], input_schema("array")).write.parquet(input_path)
+    output = str(tmp_path / "out")
+    with pytest.raises(InputContractError) as info:
+        run_job(spark, job_config(published, input_path, output))
+    message = str(info.value)
+    for word in words:
+        assert word in message, f"{word!r} not in: {message}"
+    assert not os.path.exists(output)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".out.")], os.listdir(tmp_path)
+
+
+def test_missing_column_is_refused_naming_it(spark, published, tmp_path):
+    input_path = str(tmp_path / "in")
+    rows, _ = _bad_rows("size")
+    df = spark.createDataFrame([tuple(r) for r in rows[:3]], input_schema("array")).drop("line_number")
+    df.write.parquet(input_path)
+    output = str(tmp_path / "out")
+    with pytest.raises(InputContractError, match=r"no column 'line_number' \(input.line_col\)"):
+        run_job(spark, job_config(published, input_path, output))
+    assert not os.path.exists(output)
+
+
+def test_feature_size_of_every_row_differs_from_the_model(spark, published, tmp_path):
+    """A whole input featurized with another vocabulary: refused, naming the model's size."""
+    from pyspark.ml.linalg import Vectors
+
+    input_path = str(tmp_path / "in")
+    rows = [("d", i, Vectors.sparse(FEATURES + 2, [i % 8], [1.0]), 0, "t", "Misc") for i in range(5)]
+    spark.createDataFrame(rows, input_schema("vector")).write.parquet(input_path)
+    output = str(tmp_path / "out")
+    with pytest.raises(InputContractError, match=r"5 line\(s\) with features not of size 6"):
+        run_job(spark, job_config(published, input_path, output))
+    assert not os.path.exists(output)
+
+
+def test_bad_sparse_structs_are_refused(spark, published, tmp_path):
+    """A negative index would wrap around to the last feature, an index >= size has no column,
+    and a struct with null indices is no vector: all refused on the driver, with counts."""
+    input_path = str(tmp_path / "in")
+    good = {"indices": [0, 5], "values": [1.0, 2.0]}
+    rows = [("a", 0, good), ("a", 1, {"indices": [-1], "values": [1.0]}),
+            ("b", 0, {"indices": [2, 6], "values": [1.0, 1.0]}), ("b", 1, good),
+            ("c", 0, {"indices": None, "values": None}), ("c", 1, {"indices": [1], "values": [None]})]
+    rows = [(d, n, f, 0, "t", "Misc") for d, n, f in rows]
+    spark.createDataFrame(rows, input_schema("struct")).write.parquet(input_path)
+    output = str(tmp_path / "out")
+    with pytest.raises(InputContractError) as info:
+        run_job(spark, job_config(published, input_path, output))
+    message = str(info.value)
+    assert "2 line(s) with features not of size 6" in message
+    assert "1 line(s) with null features, e.g. doc_id='c' line_number=0" in message
+    assert "1 line(s) with NaN, inf or null values in features, e.g. doc_id='c' line_number=1" in message
+    assert not os.path.exists(output)

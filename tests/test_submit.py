@@ -1,0 +1,103 @@
+"""spark-submit.sh end to end on local[2], and the demo module: real subprocesses, real Redis and Spark."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LABELS, WINDOW, train_closure_model
+from tests.jobkit import assert_matches_reference, make_documents, read_output, reference_scores, write_config, \
+    write_input
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment a user has: no PYTHONPATH, so the package must come from what the script ships."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SKOL_REDIS_URL", "SKOL_FAULT")}
+    env.update(PYTHON=sys.executable, **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def published(redis_server, redis_client):
+    from skol_spark.store import ModelStore
+
+    store = ModelStore(redis_client, prefix="submit")
+    model = train_closure_model(seed=3)
+    store.publish(model, "lines", labels=LABELS, stride=WINDOW // 2, aliases=["production"])
+    return model
+
+
+def test_spark_submit_sh_scores_every_line_like_keras(tmp_path, redis_server, published):
+    docs = make_documents("d", 12, seed=5)
+    write_input(tmp_path / "in" / "part-0.parquet", docs)
+    conf = write_config(tmp_path / "job.yaml", redis_url="", prefix="submit", model="lines",
+                        input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="error")
+    cmd = [str(ROOT / "spark-submit.sh"), conf, "--master", "local[2]", "--quiet"]
+    env = clean_env(SKOL_REDIS_URL=redis_server.url)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest_path = next(line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith("manifest: "))
+    manifest = json.loads(Path(manifest_path).read_text())
+    assert manifest["status"] == "succeeded" and manifest["spark"]["master"] == "local[2]"
+    table = read_output(tmp_path / "out")
+    assert manifest["output"]["rows_written"] == table.num_rows == sum(len(x) for x in docs.values())
+    assert_matches_reference(table, reference_scores(published, docs, stride=WINDOW // 2))
+
+    # mode "error" refuses an existing output before doing any work, and changes nothing
+    before = sorted(p.name for p in (tmp_path / "out").rglob("*"))
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 2, again.stderr[-2000:]
+    said = again.stdout + again.stderr  # spark-submit merges the driver's stderr into stdout
+    assert "already exists" in said and "output.mode" in said
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == before
+
+
+def test_spark_submit_sh_usage_errors():
+    script = str(ROOT / "spark-submit.sh")
+    helped = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
+    assert helped.returncode == 0 and "--master" in helped.stdout and "--ship" in helped.stdout
+    missing = subprocess.run([script, "no-such.yaml"], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2 and "config file not found" in missing.stderr
+    bad = subprocess.run([script, str(ROOT / "conf" / "local.yaml"), "--bogus"], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
+
+
+def test_cli_help_and_dry_run():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = [sys.executable, "-m", "skol_spark.cli"]
+    helped = subprocess.run(run + ["predict", "--help"], capture_output=True, text=True, timeout=60, env=env)
+    assert helped.returncode == 0 and "--conf" in helped.stdout and "exit codes" in helped.stdout
+    dry = subprocess.run(run + ["predict", "--conf", str(ROOT / "conf" / "local.yaml"), "--dry-run",
+                                "--set", "redis.url=redis://u:canary-pw@h:1/0"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["model"]["name"] == "demo" and "canary-pw" not in dry.stdout + dry.stderr
+    bad = subprocess.run(run + ["predict", "--conf", str(ROOT / "conf" / "local.yaml"), "--set", "output.mode=x"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "output.mode: expected one of" in bad.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path):
+    """The README's first command, minus its pip install: embedded Redis, demo model, corpus, spark-submit."""
+    env = clean_env(PYTHONPATH=str(ROOT))
+    out = tmp_path / "demo-out"
+    done = subprocess.run([sys.executable, "-m", "skol_spark.demo", "--documents", "60", "--workdir",
+                           str(tmp_path / "demo-data"), "--output", str(out), "--master", "local[2]"],
+                          env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads(Path(done.stdout.split("manifest: ", 1)[1].strip()).read_text())
+    table = read_output(out)
+    assert manifest["output"]["rows_written"] == table.num_rows == manifest["input"]["lines"] > 0
+    assert set(manifest["output"]["label_counts"]) == {"Nomenclature", "Description", "Misc"}
+    assert manifest["evaluation"]["metrics"]["labelled_lines"] == table.num_rows
+    assert Path(manifest["report"]["html"]).is_file()
+    assert "lines written" in done.stderr and "precision" in done.stderr
