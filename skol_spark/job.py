@@ -22,6 +22,7 @@ from typing import Any
 from skol_spark import errors
 from skol_spark.config import JobConfig, require_job_fields
 from skol_spark.errors import ConfigError, InputContractError, JobFailedError, JobTimeoutError, NothingToDo
+from skol_spark.model_builder import check_keras_floor
 from skol_spark.scoring import RESULT_COLUMNS, ScoringPlan, make_partition_scorer
 from skol_spark.sink import (HadoopFS, OutputLock, OutputPaths, check_mode, publish, recover, write_dynamic_overwrite,
                              write_staged, write_table)
@@ -86,7 +87,8 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         artifact = load_artifact(config)
     recorder.model(artifact)
     window, stride = resolve_window(config, artifact)
-    smoke = start_smoke_test(artifact, config)
+    check_keras_floor()
+    smoke: list[concurrent.futures.Future] = []
 
     df = read_input(spark, config)
     kind = check_schema(df, doc_col=config.input.doc_id_col, line_col=config.input.line_col,
@@ -102,14 +104,15 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
             df = unscored_documents(spark, df, config, artifact)
         keys = dict(doc_col=config.input.doc_id_col, line_col=config.input.line_col,
                     features_col=config.input.features_col)
-        report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys)
+        report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys,
+                            before_run=lambda: smoke.append(start_smoke_test(artifact, config)))
         recorder.input(report)
         if not report.ok:
             df = handle_bad_input(spark, df, report, config, kind, artifact, recorder)
         if out.mode == "incremental" and report.lines == 0:
             raise NothingToDo(f"incremental: every document in the input is already scored by model "
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
-        smoke.result()
+        (smoke or [start_smoke_test(artifact, config)])[0].result()
         plan = ScoringPlan(
             doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
             carry_cols=tuple(carry), labels=tuple(artifact.labels), window=window, stride=stride,
@@ -142,9 +145,7 @@ def start_smoke_test(artifact, config: JobConfig) -> concurrent.futures.Future:
     Catches a model that cannot be rebuilt or cannot predict (a different
     TensorFlow, a wrong weight order) before any executor starts scoring.
     """
-    from skol_spark.model_builder import build_predictor, check_keras_floor, configure_tensorflow
-
-    check_keras_floor()
+    from skol_spark.model_builder import build_predictor, configure_tensorflow
 
     def smoke():
         configure_tensorflow(config.scoring.tf_threads or 1)

@@ -9,7 +9,7 @@ also yields the line and document totals used for sizing and progress.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from skol_spark.errors import InputContractError
 
@@ -104,8 +104,16 @@ def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
     )
 
 
-def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int) -> InputReport:
-    """One Spark job: totals and, per problem, the number of lines and one example."""
+def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
+               before_run: Callable[[], Any] | None = None) -> InputReport:
+    """One Spark job: totals and, per problem, the number of lines and one example.
+
+    ``before_run`` is called once the query is planned and just before it
+    runs. The driver starts its CPU-bound smoke test there: building the
+    query is hundreds of py4j calls, each of which waits for the GIL while
+    a busy Python thread holds it, so planning first keeps the scan from
+    starting seconds late; the job itself runs in the JVM.
+    """
     from pyspark.sql import functions as F
 
     flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
@@ -120,7 +128,10 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
         weight = (F.col("n") - 1) if flag == "duplicate" else F.col("n")
         aggs.append(F.coalesce(F.sum(F.when(hit, weight)), F.lit(0)).alias(f"{flag}_count"))
         aggs.append(F.first(F.when(hit, example), ignorenulls=True).alias(f"{flag}_example"))
-    row = per_key.agg(*aggs).collect()[0]
+    query = per_key.agg(*aggs)
+    if before_run is not None:
+        before_run()
+    row = query.collect()[0]
     bad = {f: (int(row[f"{f}_count"]), _example(row[f"{f}_example"])) for f in FLAGS}
     return InputReport(lines=int(row["lines"]), documents=int(row["documents"]), bad=bad)
 
