@@ -256,6 +256,9 @@ def validate(config: JobConfig) -> None:
     if o.dynamic_partition_overwrite and (not o.partition_by or o.mode != "overwrite"):
         raise ConfigError("output.dynamic_partition_overwrite needs output.mode=overwrite and output.partition_by "
                           "(the partitions to replace), e.g. partition_by: [model_version]")
+    if config.input.watermark_min and not config.input.watermark_col:
+        raise ConfigError("--watermark / input.watermark_min needs input.watermark_col (the column to compare, "
+                          "e.g. ingest_date); without it every row would be scored")
     if config.redis.connect_timeout <= 0 or config.redis.socket_timeout <= 0:
         raise ConfigError("redis.connect_timeout and redis.socket_timeout must be > 0 seconds")
     if config.redis.retries < 0:

@@ -326,7 +326,8 @@ def translate_spark_error(error: Exception) -> errors.SkolError:
     detail = f"{matches[-1].group(1)}: {matches[-1].group(2).strip()}" if matches else _first_line(text)
     if re.search(r"^MemoryError\b", text, re.M):  # raised bare, so the pattern above misses it
         detail = ("MemoryError: a Python worker ran out of memory; lower scoring.batch_size or "
-                  "scoring.arrow_batch_size, or raise spark.executor.pyspark.memory / executor memory")
+                  "scoring.arrow_batch_size, or raise spark.executor.memoryOverhead (not "
+                  "spark.executor.pyspark.memory, which TensorFlow cannot load under)")
     if "ValueError" in detail and ("duplicate" in detail or "NaN" in detail or "features" in detail):
         return InputContractError(f"input refused by an executor, nothing was published: {detail}")
     return JobFailedError(f"the Spark job failed, nothing was published ({detail[:600]}). Earlier output is "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skol_spark.config import JobConfig, load_config, redact_url
+from skol_spark.config import JobConfig, config_from_dict, load_config, redact_url
 from skol_spark.errors import ConfigError
 
 
@@ -67,3 +67,9 @@ def test_shipped_example_configs_parse():
     assert len(files) >= 2
     for path in files:
         load_config(path)
+
+
+def test_watermark_without_its_column_is_refused():
+    with pytest.raises(ConfigError, match="needs input.watermark_col"):
+        config_from_dict({"model": {"name": "m"}, "input": {"path": "in", "watermark_min": "2026-11-01"},
+                          "output": {"path": "out"}})
