@@ -113,11 +113,12 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
             raise NothingToDo(f"incremental: every document in the input is already scored by model "
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
         (smoke or [start_smoke_test(artifact, config)])[0].result()
+        partitions, tf_threads = scoring_layout(spark.sparkContext, config, report.lines)
         plan = ScoringPlan(
             doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
             carry_cols=tuple(carry), labels=tuple(artifact.labels), window=window, stride=stride,
             batch_size=config.scoring.batch_size, feature_size=artifact.feature_size,
-            tf_threads=config.scoring.tf_threads, model_name=artifact.name, model_version=artifact.version,
+            tf_threads=tf_threads, partitions=partitions, model_name=artifact.name, model_version=artifact.version,
             run_id=run_id, custom_modules=config.model.custom_layer_modules,
             allow_unsafe=config.model.allow_unsafe_deserialization)
         rows = score_and_write(spark, df, plan, artifact, config, paths, fs, recorder, report.lines)
@@ -240,17 +241,37 @@ def handle_bad_input(spark, df, report, config: JobConfig, kind: str, artifact, 
                                                                   **keys), recorder)
 
 
-def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds, lines: int):
+def scoring_layout(sc, config: JobConfig, lines: int) -> tuple[int, int]:
+    """(scoring partitions, TensorFlow threads per task; 0 = the task's cores).
+
+    On CPU, one TensorFlow process using several cores beats as many
+    single-threaded ones, which each also pay a TensorFlow import, a model
+    build and ~1 GB: in benchmarks/ on 2 cores, one task x 2 threads ran at
+    ~0.8 x the raw Keras ceiling where two tasks x 1 thread ran at ~0.4 x.
+    A local master's cores are all ours, so its automatic layout gives each
+    scoring task up to 4 of them; on a cluster a task owns
+    ``spark.task.cpus`` (set it to 2-4 for the same effect). Explicit
+    ``scoring.partitions`` / ``tf_threads`` always win, and input that is
+    already clustered by document keeps its own partitions.
+    """
+    s = config.scoring
+    clustered = config.input.clustered_by_doc
+    if sc.master.startswith("local") and not sc.master.startswith("local-cluster") and not (s.partitions or clustered):
+        cores = max(1, sc.defaultParallelism)
+        partitions = -(-cores // 4)
+        return partitions, s.tf_threads or max(1, cores // partitions)
+    return (0 if clustered else s.partitions or max(sc.defaultParallelism, -(-lines // 200_000))), s.tf_threads
+
+
+def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     """Repartition by document, sort by line, and map each partition through the scorer."""
     from pyspark.sql import functions as F
 
     df = with_true_label(df, config, list(plan.labels))
     needed = list(dict.fromkeys([*plan.carry_cols, plan.features_col]))
     df = df.select(*needed)
-    if not config.input.clustered_by_doc:
-        parts = config.scoring.partitions or max(df.sparkSession.sparkContext.defaultParallelism,
-                                                 -(-lines // 200_000))
-        df = df.repartition(parts, F.col(plan.doc_col))
+    if plan.partitions:
+        df = df.repartition(plan.partitions, F.col(plan.doc_col))
     df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
     schema = output_schema(df.schema, plan)
     return df.mapInArrow(make_partition_scorer(plan, handle, builds), schema)
@@ -283,7 +304,7 @@ def score_and_write(spark, df, plan: ScoringPlan, artifact, config: JobConfig, p
     out = config.output
     started = time.monotonic()
     try:
-        scored = scoring_frame(df, plan, config, handle, builds, lines)
+        scored = scoring_frame(df, plan, config, handle, builds)
         with Timeout(spark, config.job.timeout_seconds) as timeout, \
                 Progress(spark, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
             try:
@@ -305,7 +326,7 @@ def score_and_write(spark, df, plan: ScoringPlan, artifact, config: JobConfig, p
         if fs and not out.dynamic_partition_overwrite:
             publish(fs, paths, out.mode)
         recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
-                         stride=plan.stride)
+                         stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads)
         return recorder.output(spark, config, paths, plan)
     finally:
         handle.destroy()

@@ -57,9 +57,10 @@ class RunRecorder:
     def quarantine(self, info: dict[str, Any]) -> None:
         self.data["quarantine"] = info
 
-    def scoring(self, *, seconds: float, builds: int, window: int, stride: int) -> None:
+    def scoring(self, *, seconds: float, builds: int, window: int, stride: int, partitions: int = 0,
+                tf_threads: int = 0) -> None:
         self.data["scoring"] = {"seconds": round(seconds, 3), "model_builds": builds, "window_size": window,
-                                "stride": stride}
+                                "stride": stride, "partitions": partitions, "tf_threads": tf_threads or "task cpus"}
 
     def output(self, spark, config: JobConfig, paths, plan) -> int:
         """Read back what this run wrote: rows, per-label counts, metrics."""

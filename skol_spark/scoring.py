@@ -47,6 +47,7 @@ class ScoringPlan:
     run_id: str
     custom_modules: tuple[str, ...] = ()
     allow_unsafe: bool = False
+    partitions: int = 0  # scoring partitions (0: keep the input's, it is clustered by document)
 
 
 def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Callable:

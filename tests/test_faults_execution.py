@@ -106,7 +106,7 @@ def test_E2_crash_on_every_attempt_exits_nonzero_nothing_visible(spark, tmp_path
 
 
 def test_E3_crash_leaves_earlier_output_unchanged(spark, tmp_path, redis_server, prefix, data):
-    conf = job(tmp_path, redis_server, prefix, data, mode="overwrite")
+    conf = job(tmp_path, redis_server, prefix, data, mode="overwrite", scoring={"partitions": 2})
     first = run_cli(predict_args(conf))
     assert first.code == 0, first.err[-2000:]
     before = tree_digest(tmp_path / "out")

@@ -190,6 +190,7 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
     manifest = manifest_of(result)
     assert manifest["status"] == "succeeded" and manifest["exit_code"] == 0
     assert manifest["scoring"]["stride"] == stride and manifest["scoring"]["window_size"] == WINDOW
+    assert manifest["scoring"]["partitions"] >= 1 and manifest["scoring"]["tf_threads"] in (1, 2, "task cpus")
     # built once per Python worker: local[2] runs at most 2 workers, over 4 partitions and many batches
     # (a model a worker already holds from an earlier run of this session is not built again)
     assert (1 if fresh else 0) <= manifest["scoring"]["model_builds"] <= 2
@@ -300,3 +301,21 @@ def test_bad_sparse_structs_are_refused(spark, published, tmp_path):
     assert "1 line(s) with null features, e.g. doc_id='c' line_number=0" in message
     assert "1 line(s) with NaN, inf or null values in features, e.g. doc_id='c' line_number=1" in message
     assert not os.path.exists(output)
+
+
+def test_local_layout_gives_one_task_every_core_unless_told_otherwise(spark, tmp_path):
+    """On a local master the automatic layout is one scoring task per 4 cores, with TensorFlow threads = cores."""
+    from skol_spark.config import config_from_dict
+    from skol_spark.job import scoring_layout
+
+    def layout(**scoring):
+        config = config_from_dict({"model": {"name": "m"}, "input": {"path": "in"},
+                                   "output": {"path": str(tmp_path / "out")}, "scoring": scoring})
+        return scoring_layout(spark.sparkContext, config, 10_000_000)
+
+    cores = spark.sparkContext.defaultParallelism  # local[2] in the tests
+    assert layout() == (-(-cores // 4), cores // -(-cores // 4)) == (1, 2)
+    assert layout(tf_threads=1) == (1, 1)
+    # explicit partitions: TensorFlow threads come from the task's cores (spark.task.cpus) on the worker
+    assert layout(partitions=4) == (4, 0)
+    assert layout(partitions=3, tf_threads=2) == (3, 2)
