@@ -246,8 +246,10 @@ def scoring_layout(sc, config: JobConfig, lines: int) -> tuple[int, int]:
 
     On CPU, one TensorFlow process using several cores beats as many
     single-threaded ones, which each also pay a TensorFlow import, a model
-    build and ~1 GB: in benchmarks/ on 2 cores, one task x 2 threads ran at
-    ~0.8 x the raw Keras ceiling where two tasks x 1 thread ran at ~0.4 x.
+    build and ~1 GB: in benchmarks/ on 2 cores (200k lines), one task x 2
+    threads scored at 0.85 x the raw Keras ceiling's marginal rate with one
+    model build and 1.4 GB of Python workers, where two tasks x 1 thread
+    reached 0.73 x with two builds and 2.6 GB.
     A local master's cores are all ours, so its automatic layout gives each
     scoring task up to 4 of them; on a cluster a task owns
     ``spark.task.cpus`` (set it to 2-4 for the same effect). Explicit
