@@ -198,6 +198,12 @@ def by_key(table: pa.Table) -> dict[tuple[str, int], list[float]]:
     return dict(zip(keys_of(table), table.column("probabilities").to_pylist()))
 
 
+def close(a: dict, b: dict, atol: float = 1e-6) -> bool:
+    """Same keys, same probabilities up to float noise (runs with other TensorFlow thread counts may
+    sum in another order)."""
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=atol) for k in a)
+
+
 # ---- models ---------------------------------------------------------------------------------------------
 def wide_model(features: int = 300, units: int = 1000, window: int = WINDOW, seed: int = 0):
     """A model with > 1 MB of weights (for chunking, slow links), cheap to build and run."""

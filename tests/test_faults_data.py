@@ -11,7 +11,7 @@ import pytest
 from skol_spark import errors
 from skol_spark.store import ModelStore
 from tests.conftest import LABELS
-from tests.fault_tools import (FEATURES, WINDOW, assert_no_output, by_key, documents_table, keys_of,
+from tests.fault_tools import (FEATURES, WINDOW, assert_no_output, by_key, close, documents_table, keys_of,
                                make_documents, predict_args, read_output, run_cli, tree_digest, write_config,
                                write_table)
 
@@ -44,10 +44,6 @@ def run(tmp_path, redis_server, prefix, table, *, name="out", mode="error", **se
     conf = write_config(tmp_path / f"{name}.yaml", redis_url=redis_server.url, prefix=prefix, model=MODEL,
                         input_path=src, output_path=tmp_path / name, mode=mode, **sections)
     return run_cli(predict_args(conf))
-
-
-def close(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 GOOD = make_documents("g", 10, seed=4)
