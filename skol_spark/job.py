@@ -244,12 +244,11 @@ def handle_bad_input(spark, df, report, config: JobConfig, kind: str, artifact, 
 def scoring_layout(sc, config: JobConfig, lines: int) -> tuple[int, int]:
     """(scoring partitions, TensorFlow threads per task; 0 = the task's cores).
 
-    On CPU, one TensorFlow process using several cores beats as many
-    single-threaded ones, which each also pay a TensorFlow import, a model
-    build and ~1 GB: in benchmarks/ on 2 cores (200k lines), one task x 2
-    threads scored at 0.85 x the raw Keras ceiling's marginal rate with one
-    model build and 1.4 GB of Python workers, where two tasks x 1 thread
-    reached 0.73 x with two builds and 2.6 GB.
+    On CPU, one TensorFlow process using several cores predicts as fast as
+    as many single-threaded ones (benchmarks/: 572 vs 578 windows/s on 2
+    cores), but pays one TensorFlow import, model build and golden check
+    instead of several, and holds one model: on 2 cores (200k lines) the
+    job went from 39.2 to 32.3 s and its Python workers from 2.6 to 1.4 GB.
     A local master's cores are all ours, so its automatic layout gives each
     scoring task up to 4 of them; on a cluster a task owns
     ``spark.task.cpus`` (set it to 2-4 for the same effect). Explicit
