@@ -88,7 +88,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     recorder.model(artifact)
     window, stride = resolve_window(config, artifact)
     check_keras_floor()
-    smoke: list[concurrent.futures.Future] = []
+    smoke = SmokeTest(artifact, config)
 
     df = read_input(spark, config)
     kind = check_schema(df, doc_col=config.input.doc_id_col, line_col=config.input.line_col,
@@ -105,14 +105,14 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         keys = dict(doc_col=config.input.doc_id_col, line_col=config.input.line_col,
                     features_col=config.input.features_col)
         report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys,
-                            before_run=lambda: smoke.append(start_smoke_test(artifact, config)))
+                            before_run=smoke.start)
         recorder.input(report)
         if not report.ok:
             df = handle_bad_input(spark, df, report, config, kind, artifact, recorder)
         if out.mode == "incremental" and report.lines == 0:
             raise NothingToDo(f"incremental: every document in the input is already scored by model "
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
-        (smoke or [start_smoke_test(artifact, config)])[0].result()
+        smoke.result()
         partitions, tf_threads = scoring_layout(spark.sparkContext, config, report.lines)
         plan = ScoringPlan(
             doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
@@ -140,23 +140,38 @@ def resolve_window(config: JobConfig, artifact) -> tuple[int, int]:
     return window, stride
 
 
-def start_smoke_test(artifact, config: JobConfig) -> concurrent.futures.Future:
+class SmokeTest:
     """Rebuild + golden check on the driver, overlapped with the validation scan.
 
     Catches a model that cannot be rebuilt or cannot predict (a different
     TensorFlow, a wrong weight order) before any executor starts scoring.
+    Started once the scan's query is planned (``scan_input(before_run=...)``),
+    so that the query's py4j calls do not queue for the GIL behind it.
     """
-    from skol_spark.model_builder import build_predictor, configure_tensorflow
 
-    def smoke():
-        configure_tensorflow(config.scoring.tf_threads or 1)
-        build_predictor(artifact, custom_modules=config.model.custom_layer_modules,
-                        allow_unsafe=config.model.allow_unsafe_deserialization, where="driver")
+    def __init__(self, artifact, config: JobConfig) -> None:
+        self.artifact, self.config = artifact, config
+        self.future: concurrent.futures.Future | None = None
 
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skol-smoke")
-    future = pool.submit(smoke)
-    pool.shutdown(wait=False)
-    return future
+    def start(self) -> None:
+        if self.future is not None:
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skol-smoke")
+        self.future = pool.submit(self._smoke)
+        pool.shutdown(wait=False)
+
+    def result(self) -> None:
+        """Wait for the smoke test (starting it if the scan never did); re-raises its error."""
+        self.start()
+        assert self.future is not None
+        self.future.result()
+
+    def _smoke(self) -> None:
+        from skol_spark.model_builder import build_predictor, configure_tensorflow
+
+        configure_tensorflow(self.config.scoring.tf_threads or 1)
+        build_predictor(self.artifact, custom_modules=self.config.model.custom_layer_modules,
+                        allow_unsafe=self.config.model.allow_unsafe_deserialization, where="driver")
 
 
 def read_input(spark, config: JobConfig):

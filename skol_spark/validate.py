@@ -108,11 +108,10 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
                before_run: Callable[[], Any] | None = None) -> InputReport:
     """One Spark job: totals and, per problem, the number of lines and one example.
 
-    ``before_run`` is called once the query is planned and just before it
-    runs. The driver starts its CPU-bound smoke test there: building the
-    query is hundreds of py4j calls, each of which waits for the GIL while
-    a busy Python thread holds it, so planning first keeps the scan from
-    starting seconds late; the job itself runs in the JVM.
+    ``before_run`` is called once the query is built, just before it runs:
+    the driver starts its CPU-bound smoke test there, so that the hundreds
+    of py4j calls that build the query do not queue for the GIL behind it
+    (the job itself runs in the JVM).
     """
     from pyspark.sql import functions as F
 

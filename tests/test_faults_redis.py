@@ -113,13 +113,13 @@ def test_R3_redis_killed_after_the_broadcast_job_succeeds(spark, tmp_path, publi
     for key in src.scan_iter(f"{prefix}:*"):
         dst.restore(key, 0, src.dump(key), replace=True)
     dst.close()
-    real = job_module.start_smoke_test
+    real = job_module.SmokeTest.start
 
-    def kill_redis_then_smoke(artifact, config):
+    def kill_redis_then_smoke(self):
         server.stop()  # the artifact is loaded; executors must not need Redis
-        return real(artifact, config)
+        return real(self)
 
-    monkeypatch.setattr(job_module, "start_smoke_test", kill_redis_then_smoke)
+    monkeypatch.setattr(job_module.SmokeTest, "start", kill_redis_then_smoke)
     try:
         result = run_cli(predict_args(conf(tmp_path, server.url, prefix, input_path)))
     finally:
@@ -263,13 +263,13 @@ def test_R8_alias_moved_mid_job_rows_carry_one_version(spark, tmp_path, redis_cl
     store = ModelStore(redis_client, prefix=f"{prefix}r8")
     v1 = store.publish(closure_model, MODEL, labels=LABELS, aliases=["production"])
     v2 = store.publish(train_closure_model(seed=5), MODEL, labels=LABELS)
-    real = job_module.start_smoke_test
+    real = job_module.SmokeTest.start
 
-    def move_alias_then_smoke(artifact, config):
+    def move_alias_then_smoke(self):
         store.set_alias(MODEL, "production", v2)  # moved after the driver resolved it
-        return real(artifact, config)
+        return real(self)
 
-    monkeypatch.setattr(job_module, "start_smoke_test", move_alias_then_smoke)
+    monkeypatch.setattr(job_module.SmokeTest, "start", move_alias_then_smoke)
     result = run_cli(predict_args(conf(tmp_path, _url(redis_client), store.prefix, input_path)))
 
     assert result.code == 0, result.err[-2000:]
