@@ -155,8 +155,9 @@ def run_helper(variant: str, corpus: dict, redis_url: str, work: Path, *, method
     return result
 
 
-def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str]) -> dict:
-    out = work / f"skol_spark-{corpus['lines']}"
+def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str],
+                   variant: str = "skol_spark") -> dict:
+    out = work / f"{variant}-{corpus['lines']}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     marks = out / "marks"
@@ -178,7 +179,7 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
                          if line.startswith("manifest:"))
     manifest = json.loads(Path(manifest_path.replace("file:", "")).read_text())
     ready = session_ready_at(out / "log.txt")
-    result = {"variant": "skol_spark", "lines": corpus["lines"], "job_seconds": manifest["duration_seconds"],
+    result = {"variant": variant, "lines": corpus["lines"], "job_seconds": manifest["duration_seconds"],
               "scoring_seconds": manifest.get("scoring", {}).get("seconds"),
               "model_builds": manifest.get("scoring", {}).get("model_builds"),
               "rows_written": manifest.get("output", {}).get("rows_written"),
@@ -305,7 +306,7 @@ def summarize(results: dict, sizes: list[str]) -> dict:
                 row["ceiling_marginal_lines_per_second"] = round(cm, 1)
         summary[variant] = row
     if "skol_spark" in summary:
-        for other in ("original", "predict_batch_udf"):
+        for other in ("original", "predict_batch_udf", "skol_spark_baseline"):
             if other in results and large in results[other] and large in results["skol_spark"]:
                 summary["skol_spark"][f"speedup_vs_{other}_{large}"] = round(
                     results[other][large]["job_seconds"] / results["skol_spark"][large]["job_seconds"], 2)
@@ -348,6 +349,11 @@ def markdown(report: dict) -> str:
         for size, r in res["ceiling"].items():
             meth = ", ".join(f"{k} {v['lines_per_second']:,.0f} lines/s" for k, v in r["methods"].items())
             lines.append(f"- {size}: {meth} (best: {r['best_method']})")
+    for name in ("skol_spark_baseline", "skol_spark"):
+        if name in res and res[name]:
+            overrides = next(iter(res[name].values())).get("overrides") or []
+            if overrides:
+                lines += ["", f"{name} overrides: {' '.join(overrides)}"]
     if "skol_spark" in res:
         lines += ["", "skol_spark Spark stages (event log; name[tasks] @start s after job start, duration):", ""]
         for size, r in res["skol_spark"].items():
@@ -370,12 +376,17 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=str(HERE / "results"))
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="extra skol_spark --set override (experiments), repeatable")
+    p.add_argument("--baseline-set", dest="baseline", action="append", default=[],
+                   help="also run skol_spark with these overrides (repeatable) as variant skol_spark_baseline, "
+                        "right before skol_spark at each scale: an A/B comparison within one run")
     p.add_argument("--ceiling-methods", default="tf_function,predict_on_batch,predict",
                    help="methods timed at the small scale; the large scale times the best one")
     p.add_argument("--name", default="latest", help="results file stem")
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(variants) - set(VARIANTS)
+    if args.baseline and "skol_spark" in variants:
+        variants.insert(variants.index("skol_spark"), "skol_spark_baseline")
+    unknown = set(variants) - set(VARIANTS) - {"skol_spark_baseline"}
     if unknown:
         p.error(f"unknown variant(s) {sorted(unknown)}")
     results_dir = Path(args.results)
@@ -398,21 +409,22 @@ def main(argv=None) -> int:
         version, params = workload.publish_model(redis.url)
         print(f"published {workload.MODEL_NAME} v{version} ({params:,} params) to {redis.url}", file=sys.stderr)
         best = ""
-        for variant in variants:
-            for size in sizes:
-                corpus = corpora[size]
-                t = time.time()
-                if variant == "ceiling":
-                    methods = args.ceiling_methods if size == sizes[0] or not best else best
-                    r = run_helper("ceiling", corpus, redis.url, work, methods=methods)
-                    best = r["best_method"]
-                elif variant == "skol_spark":
-                    r = run_skol_spark(corpus, redis.url, work, args.overrides)
-                else:
-                    r = run_helper(variant, corpus, redis.url, work)
-                results.setdefault(variant, {})[size] = r
-                print(f"{variant} {size}: job {r['job_seconds']:.1f}s, {r['lines'] / r['job_seconds']:,.0f} lines/s "
-                      f"(process {time.time() - t:.1f}s)", file=sys.stderr)
+        for variant, size in run_order(variants, sizes):
+            corpus = corpora[size]
+            t = time.time()
+            if variant == "skol_spark_baseline":
+                r = run_skol_spark(corpus, redis.url, work, args.baseline, variant)
+            elif variant == "ceiling":
+                methods = args.ceiling_methods if size == sizes[0] or not best else best
+                r = run_helper("ceiling", corpus, redis.url, work, methods=methods)
+                best = r["best_method"]
+            elif variant == "skol_spark":
+                r = run_skol_spark(corpus, redis.url, work, args.overrides)
+            else:
+                r = run_helper(variant, corpus, redis.url, work)
+            results.setdefault(variant, {})[size] = r
+            print(f"{variant} {size}: job {r['job_seconds']:.1f}s, {r['lines'] / r['job_seconds']:,.0f} lines/s "
+                  f"(process {time.time() - t:.1f}s)", file=sys.stderr)
     report = {
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -427,6 +439,18 @@ def main(argv=None) -> int:
     (results_dir / f"{args.name}.md").write_text(text)
     print(text)
     return 0
+
+
+def run_order(variants: list[str], sizes: list[str]) -> list[tuple[str, str]]:
+    """Each variant at each scale; an A/B pair (skol_spark_baseline, skol_spark) alternates by scale,
+    so that a drift in the machine's speed does not favour one side."""
+    order = []
+    for variant in variants:
+        if variant == "skol_spark" and "skol_spark_baseline" in variants:
+            continue
+        pair = ["skol_spark_baseline", "skol_spark"] if variant == "skol_spark_baseline" else [variant]
+        order += [(v, size) for size in sizes for v in pair]
+    return order
 
 
 def machine() -> dict:

@@ -23,6 +23,7 @@ from skol_spark.errors import ConfigError
 
 OUTPUT_MODES = ("error", "overwrite", "append", "incremental")
 BAD_INPUT_POLICIES = ("refuse", "quarantine")
+WARM_UP = ("auto", "always", "never")
 RESCORE_POLICIES = ("new-version", "never")
 
 
@@ -71,6 +72,7 @@ class ScoringConfig:
     tf_threads: int = 0
     arrow_batch_size: int = 10000
     partitions: int = 0
+    warm_up: str = "auto"
     bad_input: str = "refuse"
     quarantine_path: str = ""
     max_quarantine_fraction: float = 0.01
@@ -236,6 +238,7 @@ def validate(config: JobConfig) -> None:
     s, o = config.scoring, config.output
     _one_of("output.mode", o.mode, OUTPUT_MODES)
     _one_of("scoring.bad_input", s.bad_input, BAD_INPUT_POLICIES)
+    _one_of("scoring.warm_up", s.warm_up, WARM_UP)
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
                      ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):

@@ -16,10 +16,10 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skol_spark import errors
+from skol_spark import errors, warmup
 from skol_spark.config import JobConfig, require_job_fields
 from skol_spark.errors import ConfigError, InputContractError, JobFailedError, JobTimeoutError, NothingToDo
 from skol_spark.model_builder import check_keras_floor
@@ -27,6 +27,7 @@ from skol_spark.scoring import RESULT_COLUMNS, ScoringPlan, make_partition_score
 from skol_spark.sink import (HadoopFS, OutputLock, OutputPaths, check_mode, publish, recover, write_dynamic_overwrite,
                              write_staged, write_table)
 from skol_spark.validate import bad_documents, check_schema, refuse_bad_input, scan_input
+from skol_spark.warmup import WarmUp
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,20 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
                         features_col=config.input.features_col, label_col=config.input.label_col)
     carry = carried_columns(df, config)
 
+    sc = spark.sparkContext
+    tf_threads, warm_workers = early_layout(sc, config)
+    plan = ScoringPlan(
+        doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
+        carry_cols=tuple(carry), labels=tuple(artifact.labels), window=window, stride=stride,
+        batch_size=config.scoring.batch_size, feature_size=artifact.feature_size,
+        tf_threads=tf_threads, model_name=artifact.name, model_version=artifact.version,
+        run_id=run_id, custom_modules=config.model.custom_layer_modules,
+        allow_unsafe=config.model.allow_unsafe_deserialization)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.scoring.arrow_batch_size))
+    handle = sc.broadcast(artifact)
+    builds = sc.accumulator(0)
+    warm = WarmUp(spark, plan, handle, builds, warm_workers).start() if warmup.wanted(sc, config.scoring.warm_up) \
+        else None
     lock = OutputLock(fs, paths) if fs else None
     try:
         if fs:
@@ -113,18 +128,17 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
             raise NothingToDo(f"incremental: every document in the input is already scored by model "
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
         smoke.result()
-        partitions, tf_threads = scoring_layout(spark.sparkContext, config, report.lines)
-        plan = ScoringPlan(
-            doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
-            carry_cols=tuple(carry), labels=tuple(artifact.labels), window=window, stride=stride,
-            batch_size=config.scoring.batch_size, feature_size=artifact.feature_size,
-            tf_threads=tf_threads, partitions=partitions, model_name=artifact.name, model_version=artifact.version,
-            run_id=run_id, custom_modules=config.model.custom_layer_modules,
-            allow_unsafe=config.model.allow_unsafe_deserialization)
-        rows = score_and_write(spark, df, plan, artifact, config, paths, fs, recorder, report.lines)
+        if warm:
+            wait_for_workers(warm)
+        plan = replace(plan, partitions=scoring_layout(sc, config, report.lines)[0])
+        rows = score_and_write(spark, df, plan, handle, builds, config, paths, fs, recorder, report.lines,
+                               warm_up=warm.summary() if warm else None)
     finally:
+        if warm:
+            warm.cancel()
         if lock:
             lock.release()
+        handle.destroy()
     return RunResult(run_id=run_id, status="succeeded", rows_written=rows, manifest=recorder.data,
                      manifest_path=recorder.manifest_path)
 
@@ -279,6 +293,21 @@ def scoring_layout(sc, config: JobConfig, lines: int) -> tuple[int, int]:
     return (0 if clustered else s.partitions or max(sc.defaultParallelism, -(-lines // 200_000))), s.tf_threads
 
 
+def early_layout(sc, config: JobConfig) -> tuple[int, int]:
+    """(TensorFlow threads per task, Python workers to warm up), known before the input is counted."""
+    partitions, tf_threads = scoring_layout(sc, config, 0)
+    cores = max(1, sc.defaultParallelism)
+    return tf_threads, min(cores, partitions or cores)
+
+
+def wait_for_workers(warm: WarmUp) -> None:
+    """Surface a worker-side build failure (a golden mismatch on the executors) before scoring starts."""
+    try:
+        warm.wait()
+    except Exception as e:
+        raise translate_spark_error(e) from None
+
+
 def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     """Repartition by document, sort by line, and map each partition through the scorer."""
     from pyspark.sql import functions as F
@@ -309,43 +338,38 @@ def output_schema(input_schema, plan: ScoringPlan):
     return T.StructType(fields)
 
 
-def score_and_write(spark, df, plan: ScoringPlan, artifact, config: JobConfig, paths: OutputPaths, fs,
-                    recorder, lines: int) -> int:
+def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobConfig, paths: OutputPaths, fs,
+                    recorder, lines: int, *, warm_up: dict | None = None) -> int:
+    """Score and write in one Spark job; ``handle`` is the broadcast artifact, ``builds`` an accumulator."""
     from skol_spark.progress import Progress, Timeout
 
-    sc = spark.sparkContext
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.scoring.arrow_batch_size))
-    handle = sc.broadcast(artifact)
-    builds = sc.accumulator(0)
     out = config.output
     started = time.monotonic()
-    try:
-        scored = scoring_frame(df, plan, config, handle, builds)
-        with Timeout(spark, config.job.timeout_seconds) as timeout, \
-                Progress(spark, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
-            try:
-                if out.table:
-                    write_table(scored, out.table, fmt=out.format if out.format != "parquet" else "",
-                                mode=out.mode, partition_by=out.partition_by)
-                elif out.dynamic_partition_overwrite:
-                    write_dynamic_overwrite(scored, out.path, fmt=out.format, partition_by=out.partition_by)
-                else:
-                    write_staged(scored, paths, fmt=out.format, partition_by=out.partition_by)
-            except Exception as e:
-                if fs and not out.dynamic_partition_overwrite:
-                    fs.delete(paths.staging)  # a failed run leaves nothing behind, not even hidden staging
-                if timeout.fired.is_set():
-                    raise JobTimeoutError(f"the job ran longer than job.timeout_seconds="
-                                          f"{config.job.timeout_seconds:g} and was cancelled; nothing was "
-                                          "published") from None
-                raise translate_spark_error(e) from None
-        if fs and not out.dynamic_partition_overwrite:
-            publish(fs, paths, out.mode)
-        recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
-                         stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads)
-        return recorder.output(spark, config, paths, plan)
-    finally:
-        handle.destroy()
+    scored = scoring_frame(df, plan, config, handle, builds)
+    with Timeout(spark, config.job.timeout_seconds) as timeout, \
+            Progress(spark, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
+        try:
+            if out.table:
+                write_table(scored, out.table, fmt=out.format if out.format != "parquet" else "",
+                            mode=out.mode, partition_by=out.partition_by)
+            elif out.dynamic_partition_overwrite:
+                write_dynamic_overwrite(scored, out.path, fmt=out.format, partition_by=out.partition_by)
+            else:
+                write_staged(scored, paths, fmt=out.format, partition_by=out.partition_by)
+        except Exception as e:
+            if fs and not out.dynamic_partition_overwrite:
+                fs.delete(paths.staging)  # a failed run leaves nothing behind, not even hidden staging
+            if timeout.fired.is_set():
+                raise JobTimeoutError(f"the job ran longer than job.timeout_seconds="
+                                      f"{config.job.timeout_seconds:g} and was cancelled; nothing was "
+                                      "published") from None
+            raise translate_spark_error(e) from None
+    if fs and not out.dynamic_partition_overwrite:
+        publish(fs, paths, out.mode)
+    recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
+                     stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads,
+                     warm_up=warm_up)
+    return recorder.output(spark, config, paths, plan)
 
 
 _ERROR_LINE = re.compile(r"(?:skol_spark\.errors\.)?(\w+(?:Error|Exception)): (.+)")

@@ -261,3 +261,28 @@ def test_E4_executor_jvm_killed_job_succeeds_without_duplicates(tmp_path, redis_
     assert proc.returncode == 0, err[-3000:]
     table = read_output(tmp_path / "out")
     assert table.num_rows == data[1] and len(set(keys_of(table))) == data[1]
+
+
+def test_warm_up_builds_the_model_once_in_the_worker_that_then_scores(tmp_path, redis_server, redis_client, data,
+                                                                      clean):
+    """A fresh CLI process on local[2]: while the driver validates the input, a one-task job builds the model in a
+    Python worker; the scoring task then runs in that same worker, so the run builds the model once, not twice."""
+    from tests.conftest import train_closure_model
+
+    prefix = f"fwu{uuid.uuid4().hex[:6]}"
+    model = train_closure_model(seed=9)
+    ModelStore(redis_client, prefix=prefix).publish(model, MODEL, labels=LABELS, aliases=["production"])
+    runs = {}
+    for setting in ("auto", "never"):
+        conf = job(tmp_path, redis_server, prefix, data, name=f"{setting}.yaml", output=tmp_path / setting,
+                   scoring={"warm_up": setting}, job={"master": "local[2]", "progress": False})
+        result = run_cli_subprocess(predict_args(conf))
+        assert result.code == 0, result.err[-2000:]
+        runs[setting] = manifest_of(result)["scoring"], read_output(tmp_path / setting)
+
+    scoring, table = runs["auto"]
+    assert scoring["partitions"] == 1 and scoring["warm_up"]["workers"] == 1
+    assert scoring["warm_up"]["built"] == 1  # the warm-up job built it ...
+    assert scoring["model_builds"] == 1  # ... and the scoring task did not build it again
+    assert runs["never"][0]["warm_up"] == {"workers": 0} and runs["never"][0]["model_builds"] == 1
+    assert table.num_rows == data[1] and close(by_key(table), by_key(runs["never"][1]))

@@ -1,0 +1,95 @@
+"""Build the model in the Python workers while the driver validates the input.
+
+A scoring task's first seconds go to starting a Python worker, importing
+TensorFlow and building + golden-checking the model (~5 s of CPU on the
+benchmark's BiLSTM). None of it depends on the input, so a one-row
+``mapInArrow`` job does it in a background thread while the validation scan
+runs; the scoring job then finds the worker idle with the model in its cache
+(``worker_cache``), because Spark reuses Python workers between SQL jobs that
+run Arrow UDFs (``spark.python.worker.reuse``; an RDD job would get a
+different worker pool, which is why this is a DataFrame job).
+
+Only where it pays: a local master, whose task slots are the workers the
+scoring job will use. On a cluster, one warmed worker of one executor would
+mostly build a model no scoring task uses (``scoring.warm_up: always`` forces it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator
+
+import pyarrow as pa
+
+from skol_spark.scoring import ScoringPlan, worker_predictor
+
+_GROUP = "skol-spark-warm-up"
+
+
+def wanted(sc, setting: str) -> bool:
+    """``scoring.warm_up``: 'auto' (local masters that reuse workers), 'always' or 'never'."""
+    if setting != "auto":
+        return setting == "always"
+    reuse = (sc.getConf().get("spark.python.worker.reuse", "true") or "true").lower() == "true"
+    return sc.master.startswith("local") and not sc.master.startswith("local-cluster") and reuse
+
+
+class WarmUp:
+    """One background Spark job that builds the model in ``workers`` Python workers."""
+
+    def __init__(self, spark, plan: ScoringPlan, handle, builds, workers: int) -> None:
+        self.spark, self.plan, self.handle, self.builds = spark, plan, handle, builds
+        self.workers = max(1, workers)
+        self.error: BaseException | None = None
+        self.built = 0  # workers that built the model (the others held it from an earlier run)
+        self.seconds = 0.0
+        from pyspark import InheritableThread  # cleans up its JVM thread's local properties (job group)
+
+        self.thread = InheritableThread(target=self._run, name="skol-warm-up", daemon=True)
+
+    def start(self) -> WarmUp:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        plan, handle, builds = self.plan, self.handle, self.builds
+
+        def warm(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            from skol_spark import worker_cache
+
+            for _ in batches:
+                pass
+            artifact = handle.value
+            held = worker_cache.holds(artifact.fingerprint)
+            worker_predictor(plan, artifact, builds)
+            yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
+                                              "built": pa.array([not held], pa.bool_())})
+
+        sc = self.spark.sparkContext
+        started = time.monotonic()
+        try:
+            # job group: a thread-local property, so that cancel() reaches this job only
+            sc.setJobGroup(_GROUP, "skol-spark: build the model in the Python workers", interruptOnCancel=True)
+            rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(warm, "pid long, built boolean")
+            self.built = sum(r["built"] for r in rows.collect())
+        except BaseException as e:  # re-raised on the main thread by wait()
+            self.error = e
+        finally:
+            self.seconds = time.monotonic() - started
+
+    def wait(self) -> None:
+        """Block until the workers are warm; re-raise a build failure (e.g. a golden mismatch)."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def summary(self) -> dict:
+        """For the run manifest: workers warmed, how many built the model, seconds the warm-up job took."""
+        return {"workers": self.workers, "built": self.built, "seconds": round(self.seconds, 3)}
+
+    def cancel(self) -> None:
+        """The run is failing before scoring: stop the job instead of leaving it to finish."""
+        if self.thread.is_alive():
+            self.spark.sparkContext.cancelJobGroup(_GROUP)
+        self.thread.join()
