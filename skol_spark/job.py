@@ -91,16 +91,11 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     check_keras_floor()
     smoke = SmokeTest(artifact, config)
 
-    df = read_input(spark, config)
-    kind = check_schema(df, doc_col=config.input.doc_id_col, line_col=config.input.line_col,
-                        features_col=config.input.features_col, label_col=config.input.label_col)
-    carry = carried_columns(df, config)
-
     sc = spark.sparkContext
     tf_threads, warm_workers = early_layout(sc, config)
     plan = ScoringPlan(
         doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
-        carry_cols=tuple(carry), labels=tuple(artifact.labels), window=window, stride=stride,
+        carry_cols=(), labels=tuple(artifact.labels), window=window, stride=stride,
         batch_size=config.scoring.batch_size, feature_size=artifact.feature_size,
         tf_threads=tf_threads, model_name=artifact.name, model_version=artifact.version,
         run_id=run_id, custom_modules=config.model.custom_layer_modules,
@@ -108,10 +103,15 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.scoring.arrow_batch_size))
     handle = sc.broadcast(artifact)
     builds = sc.accumulator(0)
+    # started first: the worker's TensorFlow import overlaps the driver's input checks (cold JVM, seconds)
     warm = WarmUp(spark, plan, handle, builds, warm_workers).start() if warmup.wanted(sc, config.scoring.warm_up) \
         else None
     lock = OutputLock(fs, paths) if fs else None
     try:
+        df = read_input(spark, config)
+        kind = check_schema(df, doc_col=config.input.doc_id_col, line_col=config.input.line_col,
+                            features_col=config.input.features_col, label_col=config.input.label_col)
+        plan = replace(plan, carry_cols=tuple(carried_columns(df, config)))
         if fs:
             lock.acquire()
             recover(fs, paths)

@@ -117,17 +117,24 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
 
     flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
                        feature_size=feature_size)
-    per_key = flags.groupBy("_doc", "_line").agg(
+    # One shuffle of keys and flags by document serves all three levels (line key, document, total): a
+    # cold JVM pays seconds per extra stage, and countDistinct would add an expand and two more shuffles.
+    per_key = flags.repartition("_doc").groupBy("_doc", "_line").agg(
         F.count(F.lit(1)).alias("n"),
         *[F.max(F.col(f).cast("int")).alias(f) for f in FLAGS if f != "duplicate"])
     example = F.struct(F.col("_doc").cast("string").alias("doc"), F.col("_line").alias("line"))
-    aggs = [F.coalesce(F.sum("n"), F.lit(0)).alias("lines"), F.countDistinct("_doc").alias("documents")]
+    per_doc_aggs = [F.sum("n").alias("lines")]
     for flag in FLAGS:
         hit = (F.col("n") > 1) if flag == "duplicate" else (F.col(flag) == 1)
         weight = (F.col("n") - 1) if flag == "duplicate" else F.col("n")
-        aggs.append(F.coalesce(F.sum(F.when(hit, weight)), F.lit(0)).alias(f"{flag}_count"))
-        aggs.append(F.first(F.when(hit, example), ignorenulls=True).alias(f"{flag}_example"))
-    query = per_key.agg(*aggs)
+        per_doc_aggs.append(F.sum(F.when(hit, weight)).alias(f"{flag}_count"))
+        per_doc_aggs.append(F.first(F.when(hit, example), ignorenulls=True).alias(f"{flag}_example"))
+    per_doc = per_key.groupBy("_doc").agg(*per_doc_aggs)
+    aggs = [F.coalesce(F.sum("lines"), F.lit(0)).alias("lines"), F.count(F.lit(1)).alias("documents")]
+    for flag in FLAGS:
+        aggs.append(F.coalesce(F.sum(f"{flag}_count"), F.lit(0)).alias(f"{flag}_count"))
+        aggs.append(F.first(f"{flag}_example", ignorenulls=True).alias(f"{flag}_example"))
+    query = per_doc.agg(*aggs)
     if before_run is not None:
         before_run()
     row = query.collect()[0]
