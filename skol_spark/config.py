@@ -161,8 +161,15 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. output.mode=overwrite")
     key, _, value = item.partition("=")
     parts = key.strip().split(".")
+    if parts[:2] == ["job", "spark_conf"] and len(parts) > 2:  # one Spark setting: job.spark_conf.spark.x.y=v
+        conf = raw.setdefault("job", {}).setdefault("spark_conf", {})
+        if not isinstance(conf, dict):
+            raise ConfigError(f"--set {item!r}: job.spark_conf is not a mapping in the config file")
+        conf[".".join(parts[2:])] = value
+        return
     if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. model.version=3")
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. model.version=3 (or "
+                          "job.spark_conf.<spark setting>=value)")
     section, name = parts
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""

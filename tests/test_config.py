@@ -23,12 +23,18 @@ def test_yaml_and_overrides_build_a_frozen_typed_config(tmp_path):
     assert config.job.spark_conf == (("a.b", "1"),)
     with pytest.raises(AttributeError):
         config.output.mode = "error"  # type: ignore[misc]
+    # one Spark setting at a time, merged into the file's spark_conf (values stay strings)
+    conf = write(tmp_path, "job:\n  spark_conf:\n    spark.a: '1'\n")
+    config = load_config(conf, ["job.spark_conf.spark.driver.extraJavaOptions=-Xss4m -Dx=1", "job.spark_conf.spark.b=2"])
+    assert dict(config.job.spark_conf) == {"spark.a": "1", "spark.driver.extraJavaOptions": "-Xss4m -Dx=1",
+                                           "spark.b": "2"}
 
 
 @pytest.mark.parametrize("override, field", [
     ("output.mode=upsert", "output.mode"),
     ("scoring.batch_size=zero", "scoring.batch_size"),
     ("scoring.bad_input=ignore", "scoring.bad_input"),
+    ("scoring.warm_up=yes", "scoring.warm_up"),
     ("scoring.bad_input=quarantine", "quarantine_path"),
     ("model.nmae=x", "model: unknown key"),
     ("outptu.mode=error", "unknown config section"),
