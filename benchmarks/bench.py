@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import workload  # noqa: E402
 
-VARIANTS = ("ceiling", "skol_spark", "original", "predict_batch_udf")
+VARIANTS = ("ceiling", "skol_spark", "skol_spark_warm", "original", "predict_batch_udf")
 BASE_LINES = (50_000, 200_000)
 
 
@@ -150,7 +150,7 @@ def run_helper(variant: str, corpus: dict, redis_url: str, work: Path, *, method
     if variant != "ceiling":
         result["session_seconds"] = round(result["session_ready_at"] - proc["started_at"], 3)
         first = first_mark(marks, "first_prediction")
-        if first:
+        if first and "job_started_at" in result:
             result["first_prediction_seconds"] = round(first - result["job_started_at"], 3)
     return result
 
