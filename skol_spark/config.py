@@ -100,6 +100,7 @@ class JobSettings:
     quiet: bool = False
     progress: bool = True
     spark_conf: tuple[tuple[str, str], ...] = ()
+    jvm_class_archive: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,7 @@ def validate(config: JobConfig) -> None:
     _one_of("output.mode", o.mode, OUTPUT_MODES)
     _one_of("scoring.bad_input", s.bad_input, BAD_INPUT_POLICIES)
     _one_of("scoring.warm_up", s.warm_up, WARM_UP)
+    _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "off"))
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
                      ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):

@@ -23,7 +23,7 @@ DEFAULT_CONF = {
 
 
 def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mapping[str, str] | None = None,
-                  preload_tensorflow: bool = True):
+                  preload_tensorflow: bool = True, class_archive: str = "auto"):
     """Return the active SparkSession, or build one with our defaults.
 
     ``master`` applies only when no session exists yet (spark-submit passes
@@ -40,11 +40,18 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
         return active
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    if master and not _submitted_with_master():
+    settings = {**DEFAULT_CONF, **dict(conf or {})}
+    if not _submitted_with_master():
+        master = master or "local[*]"
         builder = builder.master(master)
-    elif not _submitted_with_master():
-        builder = builder.master("local[*]")
-    for key, value in {**DEFAULT_CONF, **dict(conf or {})}.items():
+        if master.startswith("local") and not master.startswith("local-cluster"):
+            from skol_spark.jvm_archive import session_java_options
+
+            extra = session_java_options(class_archive)  # we start this JVM: it may map the class archive
+            if extra:
+                settings["spark.driver.extraJavaOptions"] = " ".join(
+                    x for x in (settings.get("spark.driver.extraJavaOptions", ""), extra) if x)
+    for key, value in settings.items():
         builder = builder.config(key, value)
     if preload_tensorflow:
         start_tensorflow_import()
