@@ -247,7 +247,7 @@ def validate(config: JobConfig) -> None:
     _one_of("output.mode", o.mode, OUTPUT_MODES)
     _one_of("scoring.bad_input", s.bad_input, BAD_INPUT_POLICIES)
     _one_of("scoring.warm_up", s.warm_up, WARM_UP)
-    _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "off"))
+    _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
                      ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):
@@ -294,4 +294,6 @@ def require_job_fields(config: JobConfig) -> None:
 
 def _one_of(where: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{where}: expected one of {', '.join(allowed)}; got {value!r}")
+        hint = " (YAML reads on/off/yes/no as true/false: use one of the words above)" \
+            if value in ("True", "False") else ""
+        raise ConfigError(f"{where}: expected one of {', '.join(allowed)}; got {value!r}{hint}")

@@ -10,7 +10,7 @@ benchmark (2 cores, 50k lines): session start -2 s, job -1.8 s.
 
 Created only on request (``skol-spark jvm-archive``: ~30 s once, ~200 MB in
 the cache directory), used automatically by sessions this package creates on
-a local master (``job.jvm_class_archive: auto``; ``off`` never uses it). A
+a local master (``job.jvm_class_archive: auto``; ``never`` does not use it). A
 spark-submit or Databricks driver JVM exists before our code runs, so there it
 is never used. The file name is keyed by the ``java`` binary and the Spark
 version; if the JVM still finds it unusable it ignores it (logging of the
@@ -62,7 +62,7 @@ def archive_path() -> Path | None:
 
 def session_java_options(setting: str) -> str:
     """Driver JVM options for a new local session: the archive when it exists and is wanted, else ''."""
-    if setting == "off":
+    if setting == "never":
         return ""
     path = archive_path()
     if path is None or not path.is_file():
@@ -157,7 +157,7 @@ def _record(tmp: str, work: str) -> None:
                                    "input": {"path": f"{work}/in"},
                                    "output": {"path": f"{work}/out", "report": False},
                                    "job": {"progress": False, "quiet": True}})
-        spark = build_session(master="local[2]", app_name="skol-spark-jvm-archive", class_archive="off",
+        spark = build_session(master="local[2]", app_name="skol-spark-jvm-archive", class_archive="never",
                               conf={"spark.driver.extraJavaOptions": f"-XX:ArchiveClassesAtExit={tmp} {QUIET}"})
         run_job(spark, config)
         spark.stop()

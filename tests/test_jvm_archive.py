@@ -40,7 +40,7 @@ def test_no_archive_means_no_jvm_options(tmp_path, monkeypatch):
     assert jvm_archive.session_java_options("auto") == ""
     path.write_bytes(b"x")
     assert f"-XX:SharedArchiveFile={path}" in jvm_archive.session_java_options("auto")
-    assert jvm_archive.session_java_options("off") == ""
+    assert jvm_archive.session_java_options("never") == ""
 
 
 @pytest.mark.slow
@@ -56,7 +56,7 @@ def test_recorded_archive_is_mapped_by_the_next_local_session_and_removable(tmp_
     with_archive = run(["-c", PROBE, "auto", str(path)], cache, timeout=300)
     assert with_archive.returncode == 0, with_archive.stderr[-3000:]
     assert "MAPPED" == with_archive.stdout.strip().splitlines()[-1]
-    without = run(["-c", PROBE, "off", str(path)], cache, timeout=300)
+    without = run(["-c", PROBE, "never", str(path)], cache, timeout=300)
     assert "NOT-MAPPED" == without.stdout.strip().splitlines()[-1], without.stderr[-3000:]
 
     removed = run(["-m", "skol_spark.cli", "jvm-archive", "--remove"], cache, timeout=120)
