@@ -9,6 +9,10 @@ runs; the scoring job then finds the worker idle with the model in its cache
 run Arrow UDFs (``spark.python.worker.reuse``; an RDD job would get a
 different worker pool, which is why this is a DataFrame job).
 
+Spark stops Python workers idle for a minute: if validation takes longer than
+that, the scoring task starts a new worker and builds again (counted in
+``model_builds``). Nothing breaks; the overlap is only lost.
+
 Only where it pays: a local master, whose task slots are the workers the
 scoring job will use. On a cluster, one warmed worker of one executor would
 mostly build a model no scoring task uses (``scoring.warm_up: always`` forces it).
