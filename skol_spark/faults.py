@@ -1,7 +1,8 @@
 """Test-only fault injection, triggered by an environment variable on executors.
 
 ``SKOL_FAULT="crash:partition=1:attempt=0"`` makes the Python worker exit
-abruptly when it starts that partition on that attempt (``*`` matches any);
+abruptly when it starts that partition on that attempt (``*`` matches any;
+``partition=warm-up`` is the warm-up job's task);
 ``hang`` sleeps instead (``seconds=N``), ``fail`` raises, ``oom`` raises MemoryError.
 Several specs may be joined with commas. Absent the variable this is a no-op,
 so production runs pay one dict lookup per partition.
@@ -13,7 +14,7 @@ import os
 import time
 
 
-def maybe_inject(partition: int, attempt: int) -> None:
+def maybe_inject(partition: int | str, attempt: int) -> None:
     specs = os.environ.get("SKOL_FAULT")
     if not specs:
         return
@@ -21,7 +22,7 @@ def maybe_inject(partition: int, attempt: int) -> None:
         _inject(spec.strip(), partition, attempt)
 
 
-def _inject(spec: str, partition: int, attempt: int) -> None:
+def _inject(spec: str, partition: int | str, attempt: int) -> None:
     kind, *conds = spec.split(":")
     want = dict(c.split("=", 1) for c in conds if "=" in c)
     if want.get("partition", "*") not in ("*", str(partition)) or want.get("attempt", "*") not in ("*", str(attempt)):

@@ -129,7 +129,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
         smoke.result()
         if warm:
-            wait_for_workers(warm)
+            wait_for_workers(warm, config.job.timeout_seconds)
         plan = replace(plan, partitions=scoring_layout(sc, config, report.lines)[0])
         rows = score_and_write(spark, df, plan, handle, builds, config, paths, fs, recorder, report.lines,
                                warm_up=warm.summary() if warm else None)
@@ -300,10 +300,16 @@ def early_layout(sc, config: JobConfig) -> tuple[int, int]:
     return tf_threads, min(cores, partitions or cores)
 
 
-def wait_for_workers(warm: WarmUp) -> None:
-    """Surface a worker-side build failure (a golden mismatch on the executors) before scoring starts."""
+def wait_for_workers(warm: WarmUp, timeout: float = 0.0) -> None:
+    """Surface a worker-side build failure (a golden mismatch on the executors) before scoring starts.
+
+    The warm-up is an optimisation: if it is still running after ``job.timeout_seconds`` it is cancelled
+    and scoring (which the timeout does cover) builds the model itself.
+    """
     try:
-        warm.wait()
+        if not warm.wait(timeout or None):
+            log.warning("the warm-up job did not finish within job.timeout_seconds=%g; cancelled, scoring "
+                        "builds the model itself", timeout)
     except Exception as e:
         raise translate_spark_error(e) from None
 

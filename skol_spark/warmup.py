@@ -60,8 +60,11 @@ class WarmUp:
         plan, handle, builds = self.plan, self.handle, self.builds
 
         def warm(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            from skol_spark import worker_cache
+            from pyspark import TaskContext
 
+            from skol_spark import faults, worker_cache
+
+            faults.maybe_inject("warm-up", TaskContext.get().attemptNumber())  # tests: SKOL_FAULT=...:partition=warm-up
             for _ in batches:
                 pass
             artifact = handle.value
@@ -82,11 +85,16 @@ class WarmUp:
         finally:
             self.seconds = time.monotonic() - started
 
-    def wait(self) -> None:
-        """Block until the workers are warm; re-raise a build failure (e.g. a golden mismatch)."""
-        self.thread.join()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the workers are warm (True) or ``timeout`` passes (False: the job is cancelled and
+        scoring builds its own model); re-raise a build failure (e.g. a golden mismatch)."""
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.cancel()
+            return False
         if self.error is not None:
             raise self.error
+        return True
 
     def summary(self) -> dict:
         """For the run manifest: workers warmed, how many built the model, seconds the warm-up job took."""

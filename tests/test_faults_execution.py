@@ -286,3 +286,19 @@ def test_warm_up_builds_the_model_once_in_the_worker_that_then_scores(tmp_path, 
     assert scoring["model_builds"] == 1  # ... and the scoring task did not build it again
     assert runs["never"][0]["warm_up"] == {"workers": 0} and runs["never"][0]["model_builds"] == 1
     assert table.num_rows == data[1] and close(by_key(table), by_key(runs["never"][1]))
+
+
+@pytest.mark.slow
+def test_a_hung_warm_up_is_cancelled_at_the_timeout_and_scoring_builds_the_model_itself(tmp_path, redis_server,
+                                                                                        prefix, data, clean):
+    conf = job(tmp_path, redis_server, prefix, data, job={"master": "local[2]", "progress": False,
+                                                          "timeout_seconds": 25})
+    result = run_cli_subprocess(predict_args(conf), env={"SKOL_FAULT": "hang:partition=warm-up:seconds=600"},
+                                timeout=300)
+
+    assert result.code == 0, result.err[-3000:]
+    assert "warm-up job did not finish within job.timeout_seconds=25" in result.err
+    scoring = manifest_of(result)["scoring"]
+    assert scoring["warm_up"]["built"] == 0 and scoring["model_builds"] == 1  # the scoring task built it
+    table = read_output(tmp_path / "out")
+    assert table.num_rows == data[1] and close(by_key(table), by_key(clean[0]))
