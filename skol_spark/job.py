@@ -26,6 +26,7 @@ from skol_spark.model_builder import check_keras_floor
 from skol_spark.scoring import RESULT_COLUMNS, ScoringPlan, make_partition_scorer
 from skol_spark.sink import (HadoopFS, OutputLock, OutputPaths, check_mode, publish, recover, write_dynamic_overwrite,
                              write_staged, write_table)
+from skol_spark.spark_session import is_local_master
 from skol_spark.validate import bad_documents, check_schema, refuse_bad_input, scan_input
 from skol_spark.warmup import WarmUp
 
@@ -286,7 +287,7 @@ def scoring_layout(sc, config: JobConfig, lines: int) -> tuple[int, int]:
     """
     s = config.scoring
     clustered = config.input.clustered_by_doc
-    if sc.master.startswith("local") and not sc.master.startswith("local-cluster") and not (s.partitions or clustered):
+    if is_local_master(sc.master) and not (s.partitions or clustered):
         cores = max(1, sc.defaultParallelism)
         partitions = -(-cores // 4)
         return partitions, s.tf_threads or max(1, cores // partitions)

@@ -6,7 +6,8 @@ on 2 cores that is seconds of CPU competing with TensorFlow. A dynamic CDS
 archive (JDK 13+) recorded once from the real job on a tiny model and corpus
 (embedded Redis, Parquet read, validation scan, shuffle, sort, ``mapInArrow``,
 staged write) lets later JVMs map those classes instead. Measured on the
-benchmark (2 cores, 50k lines): session start -2 s, job -1.8 s.
+benchmark (2 cores, A/B in one run, 200k lines): session start -1.7 s, job
+-1.2 s (1.07x end to end).
 
 Created only on request (``skol-spark jvm-archive``: ~30 s once, ~200 MB in
 the cache directory), used automatically by sessions this package creates on

@@ -64,14 +64,14 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
         predict = None
         for table in iter_complete_documents(batches, plan.doc_col):
             if predict is None:
-                predict = worker_predictor(plan, artifact_handle.value, builds)
+                predict, _ = worker_predictor(plan, artifact_handle.value, builds)
             yield from score_table(table, plan, predict).to_batches()
 
     return score_partition
 
 
 def worker_predictor(plan: ScoringPlan, artifact, builds=None):
-    """The worker's cached predictor; builds (and golden-checks) it on first use only."""
+    """``(predict, built_now)``: the worker's cached predictor, built (and golden-checked) on first use only."""
     from skol_spark import worker_cache
     from skol_spark.model_builder import build_predictor, configure_tensorflow
     from skol_spark.spark_session import task_cpus
@@ -84,7 +84,7 @@ def worker_predictor(plan: ScoringPlan, artifact, builds=None):
     predict, built = worker_cache.get_or_build(artifact.fingerprint, build)
     if built and builds is not None:
         builds.add(1)
-    return predict
+    return predict, built
 
 
 def iter_complete_documents(batches: Iterator[pa.RecordBatch], doc_col: str) -> Iterator[pa.Table]:

@@ -44,7 +44,7 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
     if not _submitted_with_master():
         master = master or "local[*]"
         builder = builder.master(master)
-        if master.startswith("local") and not master.startswith("local-cluster"):
+        if is_local_master(master):
             from skol_spark.jvm_archive import session_java_options
 
             extra = session_java_options(class_archive)  # we start this JVM: it may map the class archive
@@ -81,6 +81,12 @@ def start_tensorflow_import() -> threading.Thread:
     thread = threading.Thread(target=load, name="skol-tf-import", daemon=True)
     thread.start()
     return thread
+
+
+def is_local_master(master: str) -> bool:
+    """``local``/``local[N]``/``local[N,R]``: driver and executors in one JVM whose cores are all ours
+    (``local-cluster`` is a real cluster of separate executor JVMs)."""
+    return master.startswith("local") and not master.startswith("local-cluster")
 
 
 def _submitted_with_master() -> bool:

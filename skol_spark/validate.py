@@ -124,17 +124,15 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
         *[F.max(F.col(f).cast("int")).alias(f) for f in FLAGS if f != "duplicate"])
     example = F.struct(F.col("_doc").cast("string").alias("doc"), F.col("_line").alias("line"))
     per_doc_aggs = [F.sum("n").alias("lines")]
+    aggs = [F.coalesce(F.sum("lines"), F.lit(0)).alias("lines"), F.count(F.lit(1)).alias("documents")]
     for flag in FLAGS:
         hit = (F.col("n") > 1) if flag == "duplicate" else (F.col(flag) == 1)
         weight = (F.col("n") - 1) if flag == "duplicate" else F.col("n")
-        per_doc_aggs.append(F.sum(F.when(hit, weight)).alias(f"{flag}_count"))
-        per_doc_aggs.append(F.first(F.when(hit, example), ignorenulls=True).alias(f"{flag}_example"))
-    per_doc = per_key.groupBy("_doc").agg(*per_doc_aggs)
-    aggs = [F.coalesce(F.sum("lines"), F.lit(0)).alias("lines"), F.count(F.lit(1)).alias("documents")]
-    for flag in FLAGS:
-        aggs.append(F.coalesce(F.sum(f"{flag}_count"), F.lit(0)).alias(f"{flag}_count"))
-        aggs.append(F.first(f"{flag}_example", ignorenulls=True).alias(f"{flag}_example"))
-    query = per_doc.agg(*aggs)
+        count, first = f"{flag}_count", f"{flag}_example"
+        per_doc_aggs += [F.sum(F.when(hit, weight)).alias(count),
+                         F.first(F.when(hit, example), ignorenulls=True).alias(first)]
+        aggs += [F.coalesce(F.sum(count), F.lit(0)).alias(count), F.first(first, ignorenulls=True).alias(first)]
+    query = per_key.groupBy("_doc").agg(*per_doc_aggs).agg(*aggs)
     if before_run is not None:
         before_run()
     row = query.collect()[0]

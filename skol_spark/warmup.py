@@ -27,6 +27,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from skol_spark.scoring import ScoringPlan, worker_predictor
+from skol_spark.spark_session import is_local_master
 
 _GROUP = "skol-spark-warm-up"
 
@@ -36,7 +37,7 @@ def wanted(sc, setting: str) -> bool:
     if setting != "auto":
         return setting == "always"
     reuse = (sc.getConf().get("spark.python.worker.reuse", "true") or "true").lower() == "true"
-    return sc.master.startswith("local") and not sc.master.startswith("local-cluster") and reuse
+    return is_local_master(sc.master) and reuse
 
 
 class WarmUp:
@@ -62,16 +63,14 @@ class WarmUp:
         def warm(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             from pyspark import TaskContext
 
-            from skol_spark import faults, worker_cache
+            from skol_spark import faults
 
             faults.maybe_inject("warm-up", TaskContext.get().attemptNumber())  # tests: SKOL_FAULT=...:partition=warm-up
             for _ in batches:
                 pass
-            artifact = handle.value
-            held = worker_cache.holds(artifact.fingerprint)
-            worker_predictor(plan, artifact, builds)
+            _, built = worker_predictor(plan, handle.value, builds)
             yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
-                                              "built": pa.array([not held], pa.bool_())})
+                                              "built": pa.array([built], pa.bool_())})
 
         sc = self.spark.sparkContext
         started = time.monotonic()

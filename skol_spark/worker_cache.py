@@ -28,11 +28,6 @@ def get_or_build(key: str, build: Callable[[], Any]) -> tuple[Any, bool]:
         return value, True
 
 
-def holds(key: str) -> bool:
-    with _lock:
-        return key in _cache
-
-
 def clear() -> None:
     with _lock:
         _cache.clear()
