@@ -115,9 +115,9 @@ def run_process(cmd: list[str], *, env: dict[str, str], log_path: Path, timeout:
             "load_average": round(sum(monitor.load) / len(monitor.load), 2)}
 
 
-def child_env(marks: Path) -> dict[str, str]:
+def child_env(marks: Path, src: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    extra = [str(ROOT), str(HERE / "hooks")]
+    extra = [str(src or ROOT), str(HERE / "hooks")]
     env["PYTHONPATH"] = os.pathsep.join(extra + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["PYSPARK_PYTHON"] = sys.executable
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable
@@ -158,7 +158,7 @@ def run_helper(variant: str, corpus: dict, redis_url: str, work: Path, *, method
 
 
 def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str],
-                   variant: str = "skol_spark") -> dict:
+                   variant: str = "skol_spark", src: Path | None = None) -> dict:
     out = work / f"{variant}-{corpus['lines']}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -176,7 +176,7 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
     cmd = [sys.executable, "-m", "skol_spark.cli", "predict", "--conf", str(out / "job.yaml")]
     for item in overrides:
         cmd += ["--set", item]
-    proc = run_process(cmd, env=child_env(marks), log_path=out / "log.txt")
+    proc = run_process(cmd, env=child_env(marks, src), log_path=out / "log.txt")
     manifest_path = next(line.split(":", 1)[1].strip() for line in proc["stdout"].splitlines()
                          if line.startswith("manifest:"))
     manifest = json.loads(Path(manifest_path.replace("file:", "")).read_text())
@@ -359,6 +359,8 @@ def markdown(report: dict) -> str:
             overrides = next(iter(res[name].values())).get("overrides") or []
             if overrides:
                 lines += ["", f"{name} overrides: {' '.join(overrides)}"]
+    if report.get("baseline_ref"):
+        lines += ["", f"skol_spark_baseline ran the package source of git revision {report['baseline_ref']}."]
     if "skol_spark" in res:
         lines += ["", "skol_spark Spark stages (event log; name[tasks] @start s after job start, duration):", ""]
         for size, r in res["skol_spark"].items():
@@ -384,6 +386,9 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-set", dest="baseline", action="append", default=[],
                    help="also run skol_spark with these overrides (repeatable) as variant skol_spark_baseline, "
                         "right before skol_spark at each scale: an A/B comparison within one run")
+    p.add_argument("--baseline-ref", default="",
+                   help="run skol_spark_baseline from this git revision of the repo (e.g. HEAD~1) instead of the "
+                        "working tree: an A/B of a code change within one run")
     p.add_argument("--no-jvm-archive", dest="jvm_archive", action="store_false",
                    help="do not record the JVM class archive (skol-spark jvm-archive) before the skol_spark runs")
     p.add_argument("--ceiling-methods", default="tf_function,predict_on_batch,predict",
@@ -391,7 +396,7 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="latest", help="results file stem")
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if args.baseline and "skol_spark" in variants:
+    if (args.baseline or args.baseline_ref) and "skol_spark" in variants:
         variants.insert(variants.index("skol_spark"), "skol_spark_baseline")
     unknown = set(variants) - set(VARIANTS) - {"skol_spark_baseline"}
     if unknown:
@@ -400,6 +405,7 @@ def main(argv=None) -> int:
     work = results_dir / "tmp"
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    baseline_src = checkout(args.baseline_ref, work / "baseline-src") if args.baseline_ref else None
     t_start = time.time()
 
     from skol_spark.embedded_redis import start_redis
@@ -428,7 +434,7 @@ def main(argv=None) -> int:
             corpus = corpora[size]
             t = time.time()
             if variant == "skol_spark_baseline":
-                r = run_skol_spark(corpus, redis.url, work, args.baseline, variant)
+                r = run_skol_spark(corpus, redis.url, work, args.baseline, variant, baseline_src)
             elif variant == "ceiling":
                 methods = args.ceiling_methods if size == sizes[0] or not best else best
                 r = run_helper("ceiling", corpus, redis.url, work, methods=methods)
@@ -449,12 +455,29 @@ def main(argv=None) -> int:
         "agreement": agreement(results, corpora),
         "benchmark_seconds": round(time.time() - t_start, 1),
         "jvm_archive_seconds": archive_seconds,
+        "baseline_ref": revision(args.baseline_ref) if args.baseline_ref else "",
     }
     (results_dir / f"{args.name}.json").write_text(json.dumps(report, indent=2, default=str))
     text = markdown(report)
     (results_dir / f"{args.name}.md").write_text(text)
     print(text)
     return 0
+
+
+def checkout(ref: str, dest: Path) -> Path:
+    """The package source at git revision ``ref``, exported (not checked out) into ``dest``."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "skol_spark"], capture_output=True)
+    if archive.returncode:
+        sys.exit(f"--baseline-ref {ref!r}: git archive failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def revision(ref: str) -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True)
+    return f"{ref} ({out.stdout.strip()})" if out.returncode == 0 else ref
 
 
 def run_order(variants: list[str], sizes: list[str]) -> list[tuple[str, str]]:

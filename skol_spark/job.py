@@ -27,7 +27,8 @@ from skol_spark.scoring import RESULT_COLUMNS, ScoringPlan, make_partition_score
 from skol_spark.sink import (HadoopFS, OutputLock, OutputPaths, check_mode, publish, recover, write_dynamic_overwrite,
                              write_staged, write_table)
 from skol_spark.spark_session import is_local_master
-from skol_spark.validate import bad_documents, check_schema, refuse_bad_input, scan_input
+from skol_spark.validate import (bad_documents, check_schema, refuse_bad_input, refuse_split_documents,
+                                 scan_input)
 from skol_spark.warmup import WarmUp
 
 log = logging.getLogger(__name__)
@@ -120,9 +121,11 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
             df = unscored_documents(spark, df, config, artifact)
         keys = dict(doc_col=config.input.doc_id_col, line_col=config.input.line_col,
                     features_col=config.input.features_col)
-        report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys,
-                            before_run=smoke.start)
+        partitions = scoring_layout(sc, config, 0)[0]
+        report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys, before_run=smoke.start,
+                            check_clustered=config.input.clustered_by_doc and partitions != 1)
         recorder.input(report)
+        refuse_split_documents(report, doc_col=config.input.doc_id_col)
         if not report.ok:
             df = handle_bad_input(spark, df, report, config, kind, artifact, recorder)
         if out.mode == "incremental" and report.lines == 0:
@@ -282,12 +285,12 @@ def scoring_layout(sc, config: JobConfig, lines: int) -> tuple[int, int]:
     A local master's cores are all ours, so its automatic layout gives each
     scoring task up to 4 of them; on a cluster a task owns
     ``spark.task.cpus`` (set it to 2-4 for the same effect). Explicit
-    ``scoring.partitions`` / ``tf_threads`` always win, and input that is
-    already clustered by document keeps its own partitions.
+    ``scoring.partitions`` / ``tf_threads`` always win, and on a cluster
+    input that is already clustered by document keeps its own partitions.
     """
     s = config.scoring
     clustered = config.input.clustered_by_doc
-    if is_local_master(sc.master) and not (s.partitions or clustered):
+    if is_local_master(sc.master) and not s.partitions:
         cores = max(1, sc.defaultParallelism)
         partitions = -(-cores // 4)
         return partitions, s.tf_threads or max(1, cores // partitions)
@@ -316,13 +319,21 @@ def wait_for_workers(warm: WarmUp, timeout: float = 0.0) -> None:
 
 
 def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
-    """Repartition by document, sort by line, and map each partition through the scorer."""
+    """Group documents into partitions, sort by line, and map each partition through the scorer.
+
+    A document must not span partitions. One partition holds every document,
+    and partitions of input clustered by document hold whole documents, so
+    both are merged with ``coalesce`` (no shuffle: the scoring task reads the
+    input itself); only the general case pays a shuffle by document.
+    """
     from pyspark.sql import functions as F
 
     df = with_true_label(df, config, list(plan.labels))
     needed = list(dict.fromkeys([*plan.carry_cols, plan.features_col]))
     df = df.select(*needed)
-    if plan.partitions:
+    if plan.partitions == 1 or (plan.partitions and config.input.clustered_by_doc):
+        df = df.coalesce(plan.partitions)
+    elif plan.partitions:
         df = df.repartition(plan.partitions, F.col(plan.doc_col))
     df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
     schema = output_schema(df.schema, plan)

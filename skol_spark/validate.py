@@ -31,6 +31,7 @@ class InputReport:
     lines: int
     documents: int
     bad: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    split_documents: tuple[int, Any] = (0, None)  # (count, example doc) spanning input partitions, if checked
 
     @property
     def ok(self) -> bool:
@@ -105,8 +106,12 @@ def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
 
 
 def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
-               before_run: Callable[[], Any] | None = None) -> InputReport:
+               before_run: Callable[[], Any] | None = None, check_clustered: bool = False) -> InputReport:
     """One Spark job: totals and, per problem, the number of lines and one example.
+
+    ``check_clustered`` also counts documents whose lines sit in more than one
+    of ``df``'s partitions: the claim ``input.clustered_by_doc`` makes, which
+    would otherwise score such a document as two sequences.
 
     ``before_run`` is called once the query is built, just before it runs:
     the driver starts its CPU-bound smoke test there, so that the hundreds
@@ -119,12 +124,17 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
                        feature_size=feature_size)
     # One shuffle of keys and flags by document serves all three levels (line key, document, total): a
     # cold JVM pays seconds per extra stage, and countDistinct would add an expand and two more shuffles.
+    part = [F.spark_partition_id().alias("_part")] if check_clustered else [F.lit(0).alias("_part")]
+    flags = flags.select("*", *part)
     per_key = flags.repartition("_doc").groupBy("_doc", "_line").agg(
-        F.count(F.lit(1)).alias("n"),
+        F.count(F.lit(1)).alias("n"), F.min("_part").alias("part_lo"), F.max("_part").alias("part_hi"),
         *[F.max(F.col(f).cast("int")).alias(f) for f in FLAGS if f != "duplicate"])
     example = F.struct(F.col("_doc").cast("string").alias("doc"), F.col("_line").alias("line"))
-    per_doc_aggs = [F.sum("n").alias("lines")]
-    aggs = [F.coalesce(F.sum("lines"), F.lit(0)).alias("lines"), F.count(F.lit(1)).alias("documents")]
+    per_doc_aggs = [F.sum("n").alias("lines"),
+                    (F.min("part_lo") != F.max("part_hi")).alias("split")]
+    aggs = [F.coalesce(F.sum("lines"), F.lit(0)).alias("lines"), F.count(F.lit(1)).alias("documents"),
+            F.count(F.when(F.col("split"), 1)).alias("split_count"),
+            F.first(F.when(F.col("split"), F.col("_doc").cast("string")), ignorenulls=True).alias("split_example")]
     for flag in FLAGS:
         hit = (F.col("n") > 1) if flag == "duplicate" else (F.col(flag) == 1)
         weight = (F.col("n") - 1) if flag == "duplicate" else F.col("n")
@@ -137,7 +147,20 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
         before_run()
     row = query.collect()[0]
     bad = {f: (int(row[f"{f}_count"]), _example(row[f"{f}_example"])) for f in FLAGS}
-    return InputReport(lines=int(row["lines"]), documents=int(row["documents"]), bad=bad)
+    return InputReport(lines=int(row["lines"]), documents=int(row["documents"]), bad=bad,
+                       split_documents=(int(row["split_count"]), row["split_example"]))
+
+
+def refuse_split_documents(report: InputReport, *, doc_col: str) -> None:
+    """``input.clustered_by_doc`` is set but the input does not keep each document in one partition."""
+    count, example = report.split_documents
+    if count:
+        raise InputContractError(
+            f"input.clustered_by_doc is set, but {count} document(s) have lines in more than one input "
+            f"partition (e.g. {doc_col}={example!r}), so they would be scored in pieces; nothing was written. "
+            "Unset input.clustered_by_doc (the job then groups documents with a shuffle), or write the input "
+            "with each document in one file (e.g. repartition by the document id before writing) and raise "
+            "spark.sql.files.maxPartitionBytes above the largest file")
 
 
 def _example(value) -> Any:

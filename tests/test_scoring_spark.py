@@ -319,3 +319,90 @@ def test_local_layout_gives_one_task_every_core_unless_told_otherwise(spark, tmp
     # explicit partitions: TensorFlow threads come from the task's cores (spark.task.cpus) on the worker
     assert layout(partitions=4) == (4, 0)
     assert layout(partitions=3, tf_threads=2) == (3, 2)
+
+
+# ---- shuffle-free layouts -------------------------------------------------------------------------
+
+def _one_file_per_partition(spark, path):
+    """Read settings under which every input file is a partition of its own (none packed together)."""
+    largest = max(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path) if n.endswith(".parquet"))
+    for key in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes"):
+        spark.conf.set(key, str(largest + 1))
+
+
+def _reset_file_splits(spark):
+    for key in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes"):
+        spark.conf.unset(key)
+
+
+def _scoring_plan_text(spark, published, config):
+    """The physical plan of the scoring step, as the job builds it (nothing runs)."""
+    from dataclasses import replace
+
+    from skol_spark.job import carried_columns, read_input, scoring_frame, scoring_layout
+    from skol_spark.scoring import ScoringPlan
+
+    df = read_input(spark, config)
+    partitions, threads = scoring_layout(spark.sparkContext, config, 0)
+    plan = ScoringPlan(doc_col="doc_id", line_col="line_number", features_col="features", carry_cols=(),
+                       labels=tuple(LABELS), window=WINDOW, stride=3, batch_size=8, feature_size=FEATURES,
+                       tf_threads=threads, model_name="m", model_version=1, run_id="r", partitions=partitions)
+    plan = replace(plan, carry_cols=tuple(carried_columns(df, config)))
+    frame = scoring_frame(df, plan, config, spark.sparkContext.broadcast(None), None)
+    return frame._jdf.queryExecution().executedPlan().toString()
+
+
+def test_one_scoring_partition_reads_the_input_itself_without_a_shuffle(spark, published, tmp_path):
+    """The local layout (one task on local[2]) merges the input's partitions instead of shuffling them."""
+    docs = make_documents(seed=21)
+    input_path = write_input(spark, tmp_path / "in", docs)  # 3 files, rows shuffled: documents span files
+    output = str(tmp_path / "out")
+    config = job_config(published, input_path, output, "scoring.partitions=0")
+
+    text = _scoring_plan_text(spark, published, config)
+    assert "Exchange" not in text and "Coalesce 1" in text, text
+    result = run_job(spark, config)
+
+    assert result.rows_written == sum(LENGTHS)
+    assert manifest_of(result)["scoring"]["partitions"] == 1
+    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+
+
+def test_input_clustered_by_document_keeps_its_partitions_and_equals_keras(spark, published, tmp_path):
+    docs = make_documents(seed=22)
+    rows = [(doc_id, line, encode(m[line], "array", line), 1000 + line, f"{doc_id}/{line}", LABELS[line % 3])
+            for doc_id, m in docs.items() for line in range(m.shape[0])]
+    np.random.default_rng(3).shuffle(rows)  # whole documents per file, lines in no order within it
+    input_path = str(tmp_path / "in")
+    spark.createDataFrame(rows, input_schema("array")).repartition(3, "doc_id").write.parquet(input_path)
+    output = str(tmp_path / "out")
+    config = job_config(published, input_path, output, "input.clustered_by_doc=true", "scoring.partitions=2")
+    _one_file_per_partition(spark, input_path)
+    try:
+        text = _scoring_plan_text(spark, published, config)
+        result = run_job(spark, config)
+    finally:
+        _reset_file_splits(spark)
+
+    assert "Exchange" not in text, text  # (a coalesce to no fewer partitions than the input has is elided)
+    assert result.rows_written == sum(LENGTHS)
+    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+
+
+def test_a_false_clustered_by_document_claim_is_refused_before_writing(spark, published, tmp_path):
+    """A document split over input partitions would be scored as two sequences: refused, naming one."""
+    docs = make_documents(seed=23)
+    input_path = write_input(spark, tmp_path / "in", docs)  # round-robin: every long document spans files
+    output = str(tmp_path / "out")
+    config = job_config(published, input_path, output, "input.clustered_by_doc=true", "scoring.partitions=2")
+    _one_file_per_partition(spark, input_path)
+    try:
+        with pytest.raises(InputContractError) as err:
+            run_job(spark, config)
+    finally:
+        _reset_file_splits(spark)
+
+    message = str(err.value)
+    assert "input.clustered_by_doc is set" in message and "more than one input partition" in message
+    assert "e.g. doc_id='doc-" in message and "nothing was written" in message
+    assert not os.path.exists(output)
