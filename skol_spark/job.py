@@ -121,9 +121,8 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
             df = unscored_documents(spark, df, config, artifact)
         keys = dict(doc_col=config.input.doc_id_col, line_col=config.input.line_col,
                     features_col=config.input.features_col)
-        partitions = scoring_layout(sc, config, 0)[0]
         report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys, before_run=smoke.start,
-                            check_clustered=config.input.clustered_by_doc and partitions != 1)
+                            check_clustered=trusts_clustering(config, scoring_layout(sc, config, 0)[0]))
         recorder.input(report)
         refuse_split_documents(report, doc_col=config.input.doc_id_col)
         if not report.ok:
@@ -318,22 +317,30 @@ def wait_for_workers(warm: WarmUp, timeout: float = 0.0) -> None:
         raise translate_spark_error(e) from None
 
 
+def trusts_clustering(config: JobConfig, partitions: int) -> bool:
+    """Whether scoring keeps or merges the input's partitions on the word of ``input.clustered_by_doc``
+    (then the validation scan checks the claim). One partition holds every document: nothing to trust."""
+    return config.input.clustered_by_doc and partitions != 1
+
+
 def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     """Group documents into partitions, sort by line, and map each partition through the scorer.
 
     A document must not span partitions. One partition holds every document,
     and partitions of input clustered by document hold whole documents, so
-    both are merged with ``coalesce`` (no shuffle: the scoring task reads the
-    input itself); only the general case pays a shuffle by document.
+    both are kept or merged with ``coalesce`` (no shuffle: the scoring task
+    reads the input itself); only the general case pays a shuffle by document.
     """
     from pyspark.sql import functions as F
 
     df = with_true_label(df, config, list(plan.labels))
     needed = list(dict.fromkeys([*plan.carry_cols, plan.features_col]))
     df = df.select(*needed)
-    if plan.partitions == 1 or (plan.partitions and config.input.clustered_by_doc):
+    if not plan.partitions:
+        pass  # keep the input's partitions as they are (clustered by document)
+    elif plan.partitions == 1 or trusts_clustering(config, plan.partitions):
         df = df.coalesce(plan.partitions)
-    elif plan.partitions:
+    else:
         df = df.repartition(plan.partitions, F.col(plan.doc_col))
     df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
     schema = output_schema(df.schema, plan)

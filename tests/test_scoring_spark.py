@@ -335,7 +335,7 @@ def _reset_file_splits(spark):
         spark.conf.unset(key)
 
 
-def _scoring_plan_text(spark, published, config):
+def _scoring_plan_text(spark, config):
     """The physical plan of the scoring step, as the job builds it (nothing runs)."""
     from dataclasses import replace
 
@@ -359,7 +359,7 @@ def test_one_scoring_partition_reads_the_input_itself_without_a_shuffle(spark, p
     output = str(tmp_path / "out")
     config = job_config(published, input_path, output, "scoring.partitions=0")
 
-    text = _scoring_plan_text(spark, published, config)
+    text = _scoring_plan_text(spark, config)
     assert "Exchange" not in text and "Coalesce 1" in text, text
     result = run_job(spark, config)
 
@@ -379,7 +379,7 @@ def test_input_clustered_by_document_keeps_its_partitions_and_equals_keras(spark
     config = job_config(published, input_path, output, "input.clustered_by_doc=true", "scoring.partitions=2")
     _one_file_per_partition(spark, input_path)
     try:
-        text = _scoring_plan_text(spark, published, config)
+        text = _scoring_plan_text(spark, config)
         result = run_job(spark, config)
     finally:
         _reset_file_splits(spark)
