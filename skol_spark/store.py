@@ -391,8 +391,6 @@ def parse_version(ref: str | int) -> int | None:
 
 
 def validate_name(name: str) -> None:
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name or ""):
         raise ConfigError(f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (max 128)")
 
