@@ -236,15 +236,30 @@ def make_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+    wrap = input_is_a_list(model)
 
     @tf.function(input_signature=[spec], reduce_retracing=True)
     def call(x):
-        return model(x, training=False)
+        return model([x] if wrap else x, training=False)
 
     def predict(windows: np.ndarray) -> np.ndarray:
         return call(tf.convert_to_tensor(windows, dtype=tf.float32)).numpy()
 
     return predict
+
+
+def input_is_a_list(model) -> bool:
+    """Whether the model declares its one input as a list, as Keras 2 functional files do.
+
+    Keras 3 accepts a bare tensor for such a model but warns on every first
+    call (once per Python worker, in every executor log); handing it the
+    structure it was built with keeps the logs clean.
+    """
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a model without a defined input: a bare tensor is right
+        return False
+    return isinstance(structure, (list, tuple)) and len(structure) == 1
 
 
 def build_predictor(artifact: ModelArtifact, *, custom_modules: Sequence[str] = (),
