@@ -236,11 +236,10 @@ def make_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-    wrap = input_is_a_list(model)
 
     @tf.function(input_signature=[spec], reduce_retracing=True)
     def call(x):
-        return model([x] if wrap else x, training=False)
+        return model(as_declared_input(model, x), training=False)
 
     def predict(windows: np.ndarray) -> np.ndarray:
         return call(tf.convert_to_tensor(windows, dtype=tf.float32)).numpy()
@@ -248,8 +247,8 @@ def make_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
-def input_is_a_list(model) -> bool:
-    """Whether the model declares its one input as a list, as Keras 2 functional files do.
+def as_declared_input(model, x):
+    """``x`` in the structure the model declares: a one-element list for Keras 2 functional files.
 
     Keras 3 accepts a bare tensor for such a model but warns on every first
     call (once per Python worker, in every executor log); handing it the
@@ -258,8 +257,8 @@ def input_is_a_list(model) -> bool:
     try:
         structure = model.input
     except (AttributeError, ValueError):  # a model without a defined input: a bare tensor is right
-        return False
-    return isinstance(structure, (list, tuple)) and len(structure) == 1
+        return x
+    return [x] if isinstance(structure, (list, tuple)) and len(structure) == 1 else x
 
 
 def build_predictor(artifact: ModelArtifact, *, custom_modules: Sequence[str] = (),

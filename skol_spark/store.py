@@ -191,7 +191,7 @@ class ModelStore:
         ``compile_objects`` (loss/metric names, for the record) defaults to those in the model's
         compile config.
         """
-        from skol_spark.model_builder import check_architecture, input_is_a_list
+        from skol_spark.model_builder import as_declared_input, check_architecture
 
         # every check before anything is written: a refusal must not leave a half-published version
         for each in (name, *(extras or {})):
@@ -205,7 +205,7 @@ class ModelStore:
         check_architecture(architecture, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
         weights = encode_weights(model.get_weights())
         probe = golden_inputs(golden_seed, window, features)
-        outputs = model([probe] if input_is_a_list(model) else probe, training=False)
+        outputs = model(as_declared_input(model, probe), training=False)
         outputs = outputs.numpy() if hasattr(outputs, "numpy") else outputs
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,

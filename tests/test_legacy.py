@@ -142,6 +142,8 @@ def test_older_tf_keras_dialect_is_translated(keras2_files, tmp_path):
     dtype Policy dicts, initializers carrying a dtype. Each of these alone fails in Keras 3."""
     import h5py
 
+    from skol_spark.model_builder import make_predict_fn
+
     h5 = tmp_path / "old.h5"
     h5.write_bytes((keras2_files / "functional.h5").read_bytes())
     with h5py.File(h5, "r+") as f:
@@ -161,8 +163,6 @@ def test_older_tf_keras_dialect_is_translated(keras2_files, tmp_path):
 
     assert {"lstm: added module keras.layers", "lstm: dtype Policy -> 'float32'",
             "kernel_initializer: dropped initializer dtype"} <= set(legacy.translations)
-    from skol_spark.model_builder import make_predict_fn
-
     predicted = make_predict_fn(legacy.model)(np.load(keras2_files / "inputs.npy"))
     np.testing.assert_allclose(predicted, np.load(keras2_files / "functional.npy"), atol=1e-5)
 
