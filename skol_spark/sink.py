@@ -64,14 +64,35 @@ class HadoopFS:
         return [str(s.getPath().getName()) for s in self.fs.listStatus(self.path(p))]
 
     def create_new(self, p: str, data: bytes) -> bool:
-        """Create a file only if absent (atomic on HDFS/local): the lock primitive."""
-        if not self.fs.createNewFile(self.path(p)):
-            return False
-        self.write(p, data)
+        """Create a file only if absent: the lock primitive; False when it exists.
+
+        Hadoop's ``createNewFile`` checks, then creates: two racing runs can
+        both pass the check (on a local disk both then hold the lock) or one
+        fails with FileAlreadyExistsException. So a local file is created
+        with ``O_EXCL`` (atomic in the kernel), and other filesystems with
+        ``create(overwrite=false)``, which the HDFS NameNode decides atomically.
+        """
+        if self.fs.getScheme() == "file":
+            try:
+                fd = os.open(str(self.fs.pathToFile(self.path(p)).getAbsolutePath()),
+                             os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        from py4j.protocol import Py4JJavaError
+
+        try:
+            self.write(p, data, overwrite=False)
+        except Py4JJavaError as e:
+            if e.java_exception.getClass().getName().endswith("FileAlreadyExistsException"):
+                return False
+            raise
         return True
 
-    def write(self, p: str, data: bytes) -> None:
-        stream = self.fs.create(self.path(p), True)
+    def write(self, p: str, data: bytes, *, overwrite: bool = True) -> None:
+        stream = self.fs.create(self.path(p), overwrite)
         try:
             stream.write(bytearray(data))
         finally:

@@ -179,6 +179,41 @@ def test_E8_second_run_of_a_locked_output_fails_clearly(spark, tmp_path, redis_s
     assert_no_output(tmp_path / "out")
 
 
+def test_E8_racing_lock_attempts_leave_exactly_one_holder(spark, tmp_path):
+    """Runs that reach the lock at the same instant: one holds it, every other gets OutputLockedError
+    (Hadoop's createNewFile checks then creates, so a race used to fail with FileAlreadyExistsException)."""
+    import threading
+
+    from skol_spark.sink import HadoopFS, OutputLock, OutputPaths
+
+    out = str(tmp_path / "out")
+    fs = HadoopFS(spark, out)
+    for attempt in range(5):
+        locks = [OutputLock(fs, OutputPaths(out, f"run-{attempt}-{i}")) for i in range(12)]
+        start, outcomes = threading.Barrier(len(locks)), []
+
+        def take(lock, start=start, outcomes=outcomes):
+            start.wait()
+            try:
+                lock.acquire()
+                outcomes.append("held")
+            except Exception as e:  # anything but OutputLockedError is the bug
+                outcomes.append(type(e).__name__)
+
+        threads = [threading.Thread(target=take, args=(lock,)) for lock in locks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        holders = [lock for lock in locks if lock.held]
+
+        assert sorted(outcomes) == ["OutputLockedError"] * (len(locks) - 1) + ["held"], outcomes
+        assert len(holders) == 1
+        assert json.loads(fs.read(holders[0].paths.lock))["run_id"] == holders[0].paths.run_id
+        holders[0].release()
+        assert not fs.exists(holders[0].paths.lock)
+
+
 @pytest.mark.slow
 def test_E8_two_concurrent_runs_write_exactly_one_copy(tmp_path, redis_server, prefix, data):
     conf = job(tmp_path, redis_server, prefix, data, job={"master": "local[1]", "progress": False})
