@@ -115,9 +115,9 @@ def run_process(cmd: list[str], *, env: dict[str, str], log_path: Path, timeout:
             "load_average": round(sum(monitor.load) / len(monitor.load), 2)}
 
 
-def child_env(marks: Path, src: Path | None = None) -> dict[str, str]:
+def child_env(marks: Path, src: Path | None = None, prefix: str = "") -> dict[str, str]:
     env = dict(os.environ)
-    extra = [str(src or ROOT), str(HERE / "hooks")]
+    extra = ([prefix] if prefix else []) + [str(src or ROOT), str(HERE / "hooks")]
     env["PYTHONPATH"] = os.pathsep.join(extra + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["PYSPARK_PYTHON"] = sys.executable
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable
@@ -164,7 +164,8 @@ def run_helper(variant: str, corpus: dict, redis_url: str, work: Path, *, method
 
 
 def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str],
-                   variant: str = "skol_spark", src: Path | None = None, attempt: int = 0) -> dict:
+                   variant: str = "skol_spark", src: Path | None = None, attempt: int = 0,
+                   path_prefix: str = "") -> dict:
     out = run_dir(work, variant, corpus, attempt)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -182,7 +183,7 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
     cmd = [sys.executable, "-m", "skol_spark.cli", "predict", "--conf", str(out / "job.yaml")]
     for item in overrides:
         cmd += ["--set", item]
-    proc = run_process(cmd, env=child_env(marks, src), log_path=out / "log.txt")
+    proc = run_process(cmd, env=child_env(marks, src, path_prefix), log_path=out / "log.txt")
     manifest_path = next(line.split(":", 1)[1].strip() for line in proc["stdout"].splitlines()
                          if line.startswith("manifest:"))
     manifest = json.loads(Path(manifest_path.replace("file:", "")).read_text())
@@ -377,6 +378,8 @@ def markdown(report: dict) -> str:
                 lines += ["", f"{name} overrides: {' '.join(overrides)}"]
     if report.get("baseline_ref"):
         lines += ["", f"skol_spark_baseline ran the package source of git revision {report['baseline_ref']}."]
+    if report.get("baseline_pythonpath"):
+        lines += ["", f"skol_spark_baseline ran with `{report['baseline_pythonpath']}` first on its PYTHONPATH."]
     if "skol_spark" in res:
         lines += ["", "skol_spark Spark stages (event log; name[tasks] @start s after job start, duration):", ""]
         for size, r in res["skol_spark"].items():
@@ -405,6 +408,10 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-ref", default="",
                    help="run skol_spark_baseline from this git revision of the repo (e.g. HEAD~1) instead of the "
                         "working tree: an A/B of a code change within one run")
+    p.add_argument("--baseline-pythonpath", default="",
+                   help="put this directory first on skol_spark_baseline's PYTHONPATH (driver and Python workers), "
+                        "e.g. a `pip install --target DIR pkg==X` of another version of a dependency: an A/B of a "
+                        "dependency version within one run")
     p.add_argument("--no-jvm-archive", dest="jvm_archive", action="store_false",
                    help="do not record the JVM class archive (skol-spark jvm-archive) before the skol_spark runs")
     p.add_argument("--ceiling-methods", default="tf_function,predict_on_batch,predict",
@@ -415,7 +422,7 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="latest", help="results file stem")
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if (args.baseline or args.baseline_ref) and "skol_spark" in variants:
+    if (args.baseline or args.baseline_ref or args.baseline_pythonpath) and "skol_spark" in variants:
         variants.insert(variants.index("skol_spark"), "skol_spark_baseline")
     unknown = set(variants) - set(VARIANTS) - {"skol_spark_baseline"}
     if unknown:
@@ -455,7 +462,8 @@ def main(argv=None) -> int:
             attempt = len(runs.get((variant, size), []))
             t = time.time()
             if variant == "skol_spark_baseline":
-                r = run_skol_spark(corpus, redis.url, work, args.baseline, variant, baseline_src, attempt)
+                r = run_skol_spark(corpus, redis.url, work, args.baseline, variant, baseline_src, attempt,
+                                   args.baseline_pythonpath)
             elif variant == "ceiling":
                 methods = args.ceiling_methods if size == sizes[0] or not best else best
                 r = run_helper("ceiling", corpus, redis.url, work, methods=methods, attempt=attempt)
@@ -478,6 +486,7 @@ def main(argv=None) -> int:
         "benchmark_seconds": round(time.time() - t_start, 1),
         "jvm_archive_seconds": archive_seconds,
         "baseline_ref": revision(args.baseline_ref) if args.baseline_ref else "",
+        "baseline_pythonpath": args.baseline_pythonpath,
         "repeat": max(1, args.repeat),
     }
     (results_dir / f"{args.name}.json").write_text(json.dumps(report, indent=2, default=str))
