@@ -15,6 +15,7 @@ referenced, and a ``Lambda`` layer (Python bytecode) is refused unless
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -58,15 +59,26 @@ def _installed_version(package: str) -> str:
         raise DependencyError(f"{package} is not installed: pip install '{package}>=3.15'") from None
 
 
-def configure_tensorflow(threads: int) -> None:
+# Keras imports these at import time only when they are installed, for image-gallery plots; a scoring
+# worker never plots, and on a busy 2-core executor the import cost 0.8 s of the worker's start (measured).
+PLOTTING_MODULES = ("matplotlib", "matplotlib.pyplot")
+
+
+def configure_tensorflow(threads: int, *, skip_plotting: bool = False) -> None:
     """Pin TensorFlow's thread pools to the cores this task owns, before the first op.
 
     Two Python workers on two cores each running TF's default pools (one
     thread per core, twice over) oversubscribe the machine; pinning is the
     single largest win for CPU scoring. Safe to call more than once.
+
+    ``skip_plotting`` (Python workers): the first TensorFlow import runs with
+    matplotlib unavailable, so Keras leaves its plotting helper unset. Only
+    for that import: matplotlib imports normally afterwards. Not on the
+    driver, where a notebook may plot with Keras.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    with unavailable(PLOTTING_MODULES if skip_plotting and "tensorflow" not in sys.modules else ()):
+        import tensorflow as tf
 
     threads = max(1, int(threads))
     try:
@@ -74,6 +86,21 @@ def configure_tensorflow(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         pass  # the runtime is already initialised in this process; keep its settings
+
+
+@contextlib.contextmanager
+def unavailable(modules: Sequence[str]):
+    """Make modules not yet imported raise ImportError inside the block (a ``None`` entry in
+    ``sys.modules``), and importable again after it."""
+    blocked = [m for m in modules if m not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def check_architecture(architecture: str, *, custom_modules: Sequence[str] = (),

@@ -77,7 +77,7 @@ def worker_predictor(plan: ScoringPlan, artifact, builds=None):
     from skol_spark.spark_session import task_cpus
 
     def build():
-        configure_tensorflow(plan.tf_threads or task_cpus())
+        configure_tensorflow(plan.tf_threads or task_cpus(), skip_plotting=True)
         return build_predictor(artifact, custom_modules=plan.custom_modules, allow_unsafe=plan.allow_unsafe,
                                where=f"executor {os.uname().nodename} pid {os.getpid()}")
 
