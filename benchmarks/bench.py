@@ -115,9 +115,9 @@ def run_process(cmd: list[str], *, env: dict[str, str], log_path: Path, timeout:
             "load_average": round(sum(monitor.load) / len(monitor.load), 2)}
 
 
-def child_env(marks: Path, src: Path | None = None, prefix: str = "") -> dict[str, str]:
+def child_env(marks: Path, src: Path | None = None, path_prefix: str = "") -> dict[str, str]:
     env = dict(os.environ)
-    extra = ([prefix] if prefix else []) + [str(src or ROOT), str(HERE / "hooks")]
+    extra = ([path_prefix] if path_prefix else []) + [str(src or ROOT), str(HERE / "hooks")]
     env["PYTHONPATH"] = os.pathsep.join(extra + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["PYSPARK_PYTHON"] = sys.executable
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable

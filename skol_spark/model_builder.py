@@ -77,7 +77,7 @@ def configure_tensorflow(threads: int, *, skip_plotting: bool = False) -> None:
     driver, where a notebook may plot with Keras.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with unavailable(PLOTTING_MODULES if skip_plotting and "tensorflow" not in sys.modules else ()):
+    with unavailable(PLOTTING_MODULES if skip_plotting else ()):  # a no-op once TensorFlow is imported
         import tensorflow as tf
 
     threads = max(1, int(threads))
