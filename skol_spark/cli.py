@@ -161,7 +161,9 @@ def predict_command(args, *, spark=None) -> int:
         # Stop only a session this call created: a notebook's or a Databricks job's session outlives the run.
         owns_session = SparkSession.getActiveSession() is None
         spark = build_session(master=config.job.master, app_name=config.job.app_name,
-                              conf=dict(config.job.spark_conf), class_archive=config.job.jvm_class_archive)
+                              conf=dict(config.job.spark_conf), class_archive=config.job.jvm_class_archive,
+                              jit=config.job.jvm_jit, input_path=config.input.path,
+                              input_format=config.input.format)
     log.info("run config: %s", json.dumps(config.redacted(), sort_keys=True))
     try:
         try:

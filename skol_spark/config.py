@@ -101,6 +101,7 @@ class JobSettings:
     progress: bool = True
     spark_conf: tuple[tuple[str, str], ...] = ()
     jvm_class_archive: str = "auto"
+    jvm_jit: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,7 @@ def validate(config: JobConfig) -> None:
     _one_of("scoring.bad_input", s.bad_input, BAD_INPUT_POLICIES)
     _one_of("scoring.warm_up", s.warm_up, WARM_UP)
     _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
+    _one_of("job.jvm_jit", config.job.jvm_jit, ("auto", "quick", "balanced", "default"))
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
                      ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):

@@ -23,11 +23,16 @@ DEFAULT_CONF = {
 
 
 def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mapping[str, str] | None = None,
-                  preload_tensorflow: bool = True, class_archive: str = "auto"):
+                  preload_tensorflow: bool = True, class_archive: str = "auto", jit: str = "auto",
+                  input_path: str = "", input_format: str = "parquet"):
     """Return the active SparkSession, or build one with our defaults.
 
     ``master`` applies only when no session exists yet (spark-submit passes
-    its own ``--master``; an empty value leaves the choice to it). When a
+    its own ``--master``; an empty value leaves the choice to it). A local
+    JVM we start gets the JIT settings of ``jit`` (``job.jvm_jit``; ``auto``
+    counts the rows of ``input_path``, see ``jvm_jit``) and the class archive
+    when one was recorded; the caller's own
+    ``spark.driver.extraJavaOptions`` come after ours, so they win. When a
     session is created, TensorFlow is imported in a background thread while
     the JVM starts (see ``start_tensorflow_import``).
     """
@@ -46,11 +51,13 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
         builder = builder.master(master)
         if is_local_master(master):
             from skol_spark.jvm_archive import session_java_options
+            from skol_spark.jvm_jit import java_options, resolve
 
-            extra = session_java_options(class_archive)  # we start this JVM: it may map the class archive
-            if extra:
-                settings["spark.driver.extraJavaOptions"] = " ".join(
-                    x for x in (settings.get("spark.driver.extraJavaOptions", ""), extra) if x)
+            # we start this JVM: it may map the class archive; in HotSpot the last of repeated flags wins
+            options = (java_options(resolve(jit, input_path, input_format)), settings.get("spark.driver.extraJavaOptions", ""),
+                       session_java_options(class_archive))
+            if any(options):
+                settings["spark.driver.extraJavaOptions"] = " ".join(x for x in options if x)
     for key, value in settings.items():
         builder = builder.config(key, value)
     if preload_tensorflow:

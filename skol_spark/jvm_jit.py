@@ -1,0 +1,100 @@
+"""JIT settings for the local JVMs we start, chosen by how long the run will be.
+
+Why: a cold JVM's compilers compete with TensorFlow for the same cores. On
+the benchmark (2 cores) the JIT threads used 15 of a one-shot run's 63
+CPU-seconds, 11 of them in C2, mostly compiling start-up code (query
+planning, Janino, class initialisation) that never runs hot again. Measured
+as same-run A/Bs (``benchmarks/results/ab-c2-thresholds.md``,
+``ab-c1-vs-c2-thresholds.md``, ``ab-c2x30-vs-c1.md``):
+
+- ``balanced``: ten times HotSpot's tier-4 (C2) thresholds; 1.09x at 200k
+  lines and 1.13x at 50k against JVM defaults, same marginal rate;
+- ``quick``: C1 only (``TieredStopAtLevel=1``, no profiling, no C2); a
+  further 1.11x at 200k and 1.31x at 50k, but the JVM's per-row work runs
+  slower for good (marginal 0.61x of the ceiling against 0.66x), so a long
+  run loses what start-up gained: break-even between ~250k and ~650k lines.
+
+``auto`` therefore picks ``quick`` when the input's Parquet footers count at
+most ``QUICK_MAX_LINES`` rows and ``balanced`` otherwise (or when the input
+cannot be counted cheaply: a table, a remote path, another format).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "quick", "balanced", "default")
+OPTIONS = {
+    "quick": "-XX:TieredStopAtLevel=1",
+    "balanced": ("-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=6000 "
+                 "-XX:Tier4CompileThreshold=150000 -XX:Tier4BackEdgeThreshold=400000"),
+    "default": "",
+}
+QUICK_MAX_LINES = 500_000
+MAX_FILES = 2_000  # reading more footers than this costs more than guessing
+
+
+def java_options(mode: str) -> str:
+    """Driver JVM options for a resolved mode; ``auto`` without an input to count means ``balanced``."""
+    return OPTIONS["balanced" if mode == "auto" else mode]
+
+
+def resolve(mode: str, input_path: str = "", input_format: str = "parquet") -> str:
+    """``auto`` -> ``quick`` or ``balanced`` by the input's row count; other modes are returned as given."""
+    if mode != "auto":
+        return mode
+    rows = parquet_rows(input_path, limit=QUICK_MAX_LINES) if input_format == "parquet" else None
+    chosen = "quick" if rows is not None and rows <= QUICK_MAX_LINES else "balanced"
+    log.info("JVM JIT: %s (%s)", chosen, "input not counted" if rows is None else
+             f"input has {'more than ' if rows > QUICK_MAX_LINES else ''}{min(rows, QUICK_MAX_LINES + 1):,} rows; "
+             f"quick up to {QUICK_MAX_LINES:,}")
+    return chosen
+
+
+def parquet_rows(path: str, *, limit: int) -> int | None:
+    """Rows in a local Parquet file or directory, read from the footers; None when not local or unreadable.
+
+    Counting stops once it passes ``limit`` (the answer is then only "more").
+    """
+    local = local_path(path)
+    if local is None or not os.path.exists(local):
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        total = 0
+        for n, file in enumerate(parquet_files(local)):
+            if n >= MAX_FILES:
+                return None
+            total += pq.read_metadata(file).num_rows
+            if total > limit:
+                break
+        return total
+    except Exception as e:  # a guess for a JVM flag must never fail the run; Spark reports bad input properly
+        log.debug("could not count the input's rows for the JIT choice: %s", e)
+        return None
+
+
+def local_path(path: str) -> str | None:
+    if not path or any(c in path for c in "*?[{"):
+        return None
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file"):
+        return parsed.path if parsed.scheme else path
+    return None
+
+
+def parquet_files(root: str):
+    """Data files as Spark lists them: hidden (``.``) and metadata (``_``) entries skipped."""
+    if os.path.isfile(root):
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in sorted(filenames):
+            if not name.startswith((".", "_")):
+                yield os.path.join(dirpath, name)
