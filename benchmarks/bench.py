@@ -96,10 +96,11 @@ class RssMonitor:
         return round(sum(self._cpu.values()), 1)
 
 
-def run_process(cmd: list[str], *, env: dict[str, str], log_path: Path, timeout: float = 1800) -> dict:
+def run_process(cmd: list[str], *, env: dict[str, str], log_path: Path, timeout: float = 1800,
+                cwd: Path = ROOT) -> dict:
     started = time.time()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=cwd)
         with RssMonitor(proc.pid) as monitor:
             try:
                 stdout, _ = proc.communicate(timeout=timeout)
@@ -183,7 +184,10 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
     cmd = [sys.executable, "-m", "skol_spark.cli", "predict", "--conf", str(out / "job.yaml")]
     for item in overrides:
         cmd += ["--set", item]
-    proc = run_process(cmd, env=child_env(marks, src, path_prefix), log_path=out / "log.txt")
+    # `python -m` puts the working directory first on sys.path, before PYTHONPATH, and the JVM and its
+    # Python workers inherit it: a baseline run from another revision must start in that source tree
+    proc = run_process(cmd, env=child_env(marks, src, path_prefix), log_path=out / "log.txt", cwd=src or ROOT)
+    check_package_source(marks, src or ROOT)
     manifest_path = next(line.split(":", 1)[1].strip() for line in proc["stdout"].splitlines()
                          if line.startswith("manifest:"))
     manifest = json.loads(Path(manifest_path.replace("file:", "")).read_text())
@@ -202,6 +206,16 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
             result["first_prediction_seconds"] = round(first - ready, 3)
     result["stages"] = stage_times(out, ready or 0.0)
     return result
+
+
+def check_package_source(marks: Path, root: Path) -> None:
+    """Every process that scored must have imported skol_spark from ``root`` (a wrong tree makes an A/B void)."""
+    origins = {p.read_text() for p in marks.glob("package-*")}
+    if not origins:
+        raise RuntimeError(f"no process recorded where it imported skol_spark from ({marks}); is hooks/ on PYTHONPATH?")
+    stray = sorted(o for o in origins if not Path(o).is_relative_to(root / "skol_spark"))
+    if stray:
+        raise RuntimeError(f"a run meant to use {root} imported skol_spark from elsewhere: {stray}")
 
 
 def session_ready_at(log_path: Path) -> float | None:

@@ -2,7 +2,9 @@
 
 When ``SKOL_BENCH_MARKS`` names a directory, ``skol_spark.windowing.score_lines`` is
 wrapped as the module loads so that the first ``predict`` call that returns in
-each process writes ``<dir>/first_prediction-<pid>`` holding ``time.time()``.
+each process writes ``<dir>/first_prediction-<pid>`` holding ``time.time()``, and
+``<dir>/package-<pid>`` records the file the process imported it from, so that the
+benchmark can check which source tree a run really used (``--baseline-ref``).
 skol_spark itself is not changed; the wrapper costs one flag check per batch.
 """
 
@@ -12,13 +14,13 @@ import sys
 _MARKS = os.environ.get("SKOL_BENCH_MARKS")
 
 
-def _mark(name: str) -> None:
+def _mark(name: str, text: str = "") -> None:
     import time
 
     path = os.path.join(_MARKS, f"{name}-{os.getpid()}")
     if not os.path.exists(path):
         with open(path, "w") as f:
-            f.write(repr(time.time()))
+            f.write(text or repr(time.time()))
 
 
 def _wrap(module) -> None:
@@ -54,6 +56,7 @@ if _MARKS:
 
             def exec_and_wrap(module):
                 exec_module(module)
+                _mark("package", os.path.abspath(module.__file__))
                 _wrap(module)
 
             spec.loader.exec_module = exec_and_wrap
