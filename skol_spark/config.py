@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from skol_spark import jvm_jit
 from skol_spark.errors import ConfigError
 
 OUTPUT_MODES = ("error", "overwrite", "append", "incremental")
@@ -249,7 +250,7 @@ def validate(config: JobConfig) -> None:
     _one_of("scoring.bad_input", s.bad_input, BAD_INPUT_POLICIES)
     _one_of("scoring.warm_up", s.warm_up, WARM_UP)
     _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
-    _one_of("job.jvm_jit", config.job.jvm_jit, ("auto", "quick", "balanced", "default"))
+    _one_of("job.jvm_jit", config.job.jvm_jit, jvm_jit.MODES)
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
                      ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):
