@@ -186,8 +186,9 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
         cmd += ["--set", item]
     # `python -m` puts the working directory first on sys.path, before PYTHONPATH, and the JVM and its
     # Python workers inherit it: a baseline run from another revision must start in that source tree
-    proc = run_process(cmd, env=child_env(marks, src, path_prefix), log_path=out / "log.txt", cwd=src or ROOT)
-    check_package_source(marks, src or ROOT)
+    tree = src or ROOT
+    proc = run_process(cmd, env=child_env(marks, src, path_prefix), log_path=out / "log.txt", cwd=tree)
+    check_package_source(marks, tree)
     manifest_path = next(line.split(":", 1)[1].strip() for line in proc["stdout"].splitlines()
                          if line.startswith("manifest:"))
     manifest = json.loads(Path(manifest_path.replace("file:", "")).read_text())

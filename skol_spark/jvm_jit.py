@@ -15,9 +15,10 @@ as same-run A/Bs (``benchmarks/results/ab-c2-thresholds.md``,
   run loses what start-up gained: break-even between ~250k and ~650k lines.
 
 Together, as committed, against the commit before them: 1.18x at 200k and
-1.34x at 50k, ranges apart (``ab-jvm-jit.md``). ``auto`` therefore picks ``quick`` when the input's Parquet footers count at
-most ``QUICK_MAX_LINES`` rows and ``balanced`` otherwise (or when the input
-cannot be counted cheaply: a table, a remote path, another format).
+1.34x at 50k, ranges apart (``ab-jvm-jit.md``). ``auto`` therefore picks
+``quick`` when the input's Parquet footers count at most ``QUICK_MAX_LINES``
+rows and ``balanced`` otherwise (or when the input cannot be counted cheaply:
+a table, a remote path, another format).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ QUICK_MAX_LINES = 500_000
 MAX_FILES = 2_000  # reading more footers than this costs more than guessing
 
 
-def java_options(mode: str) -> str:
-    """Driver JVM options for a resolved mode; ``auto`` without an input to count means ``balanced``."""
-    return OPTIONS["balanced" if mode == "auto" else mode]
+def java_options(mode: str, input_path: str = "", input_format: str = "parquet") -> str:
+    """Driver JVM options for ``mode``; ``auto`` without an input to count means ``balanced``."""
+    return OPTIONS[resolve(mode, input_path, input_format)]
 
 
 def resolve(mode: str, input_path: str = "", input_format: str = "parquet") -> str:
@@ -49,13 +50,12 @@ def resolve(mode: str, input_path: str = "", input_format: str = "parquet") -> s
     if mode != "auto":
         return mode
     rows = parquet_rows(input_path, limit=QUICK_MAX_LINES) if input_format == "parquet" else None
-    chosen = "quick" if rows is not None and rows <= QUICK_MAX_LINES else "balanced"
     if rows is None:
-        why = "the input's rows cannot be counted from here"
+        chosen, why = "balanced", "the input's rows cannot be counted from here"
     elif rows > QUICK_MAX_LINES:
-        why = f"the input has more than {QUICK_MAX_LINES:,} rows"
+        chosen, why = "balanced", f"the input has more than {QUICK_MAX_LINES:,} rows"
     else:
-        why = f"the input has {rows:,} rows, at most {QUICK_MAX_LINES:,}"
+        chosen, why = "quick", f"the input has {rows:,} rows, at most {QUICK_MAX_LINES:,}"
     log.info("JVM JIT: %s (%s)", chosen, why)
     return chosen
 

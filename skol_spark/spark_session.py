@@ -51,11 +51,11 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
         builder = builder.master(master)
         if is_local_master(master):
             from skol_spark.jvm_archive import session_java_options
-            from skol_spark.jvm_jit import java_options, resolve
+            from skol_spark.jvm_jit import java_options
 
             # we start this JVM: it may map the class archive; in HotSpot the last of repeated flags wins
-            options = (java_options(resolve(jit, input_path, input_format)), settings.get("spark.driver.extraJavaOptions", ""),
-                       session_java_options(class_archive))
+            options = (java_options(jit, input_path, input_format),
+                       settings.get("spark.driver.extraJavaOptions", ""), session_java_options(class_archive))
             if any(options):
                 settings["spark.driver.extraJavaOptions"] = " ".join(x for x in options if x)
     for key, value in settings.items():
