@@ -383,6 +383,11 @@ def markdown(report: dict) -> str:
         for size, r in res["ceiling"].items():
             meth = ", ".join(f"{k} {v['lines_per_second']:,.0f} lines/s" for k, v in r["methods"].items())
             lines.append(f"- {size}: {meth} (best: {r['best_method']})")
+            lp = r.get("line_projection") or {}
+            if lp:
+                ratio = lp["lines_per_second"] * r["job_seconds"] / r["lines"]
+                lines.append(f"  - skol_spark's line-projection predictor on the same windows (not a ceiling method): "
+                             f"{lp['lines_per_second']:,.0f} lines/s, {ratio:.2f}x the ceiling")
     if report.get("jvm_archive_seconds") is not None:
         lines += ["", f"skol_spark variants used the JVM class archive recorded once at setup "
                       f"(`skol-spark jvm-archive`, {report['jvm_archive_seconds']} s)."]

@@ -84,7 +84,24 @@ def run_ceiling(args) -> dict:
     np.save(Path(args.out) / "probabilities.npy", probs)
     return {"variant": "ceiling", "lines": lines, "windows": sum(len(r) for r, _ in batches), "tf_threads": cores,
             "window_build_seconds": round(build_seconds, 3), "methods": timings, "best_method": best,
-            "job_seconds": timings[best]["seconds"]}
+            "job_seconds": timings[best]["seconds"], "line_projection": time_line_projection(model, feats, batches)}
+
+
+def time_line_projection(model, feats, batches) -> dict:
+    """skol_spark's own predictor (``projection.LinePredictor``) on the same windows, for reference:
+    not one of the ceiling's methods, which are Keras' own calls."""
+    from skol_spark.projection import line_predictor
+
+    fast = line_predictor(model)
+    if fast is None:
+        return {}
+    fast.predict_rows(feats, batches[0][0][:64])  # trace, not timed
+    lines = len(feats)
+    t = time.perf_counter()
+    for rows, _ in batches:
+        fast.predict_rows(feats, rows)
+    seconds = time.perf_counter() - t
+    return {"seconds": round(seconds, 3), "lines_per_second": round(lines / seconds, 1)}
 
 
 def stitch(batches, outputs, lines: int) -> np.ndarray:

@@ -101,7 +101,8 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         batch_size=config.scoring.batch_size, feature_size=artifact.feature_size,
         tf_threads=tf_threads, model_name=artifact.name, model_version=artifact.version,
         run_id=run_id, custom_modules=config.model.custom_layer_modules,
-        allow_unsafe=config.model.allow_unsafe_deserialization)
+        allow_unsafe=config.model.allow_unsafe_deserialization,
+        line_projection=config.scoring.predictor == "auto")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.scoring.arrow_batch_size))
     handle = sc.broadcast(artifact)
     builds = sc.accumulator(0)
@@ -130,12 +131,12 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         if out.mode == "incremental" and report.lines == 0:
             raise NothingToDo(f"incremental: every document in the input is already scored by model "
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
-        smoke.result()
+        predictor = smoke.result()
         if warm:
             wait_for_workers(warm, config.job.timeout_seconds)
         plan = replace(plan, partitions=scoring_layout(sc, config, report.lines)[0])
         rows = score_and_write(spark, df, plan, handle, builds, config, paths, fs, recorder, report.lines,
-                               warm_up=warm.summary() if warm else None)
+                               warm_up=warm.summary() if warm else None, predictor=predictor)
     finally:
         if warm:
             warm.cancel()
@@ -177,18 +178,21 @@ class SmokeTest:
         self.future = pool.submit(self._smoke)
         pool.shutdown(wait=False)
 
-    def result(self) -> None:
-        """Wait for the smoke test (starting it if the scan never did); re-raises its error."""
+    def result(self) -> str:
+        """Wait for the smoke test (starting it if the scan never did); re-raises its error.
+        -> the predictor the driver chose: ``line_projection`` or ``keras`` (executors choose alike)."""
         self.start()
         assert self.future is not None
-        self.future.result()
+        return self.future.result()
 
-    def _smoke(self) -> None:
+    def _smoke(self) -> str:
         from skol_spark.model_builder import build_predictor, configure_tensorflow
 
         configure_tensorflow(self.config.scoring.tf_threads or 1)
-        build_predictor(self.artifact, custom_modules=self.config.model.custom_layer_modules,
-                        allow_unsafe=self.config.model.allow_unsafe_deserialization, where="driver")
+        predict = build_predictor(self.artifact, custom_modules=self.config.model.custom_layer_modules,
+                                  allow_unsafe=self.config.model.allow_unsafe_deserialization, where="driver",
+                                  line_projection=self.config.scoring.predictor == "auto")
+        return "line_projection" if hasattr(predict, "predict_rows") else "keras"
 
 
 def read_input(spark, config: JobConfig):
@@ -364,7 +368,7 @@ def output_schema(input_schema, plan: ScoringPlan):
 
 
 def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobConfig, paths: OutputPaths, fs,
-                    recorder, lines: int, *, warm_up: dict | None = None) -> int:
+                    recorder, lines: int, *, warm_up: dict | None = None, predictor: str = "") -> int:
     """Score and write in one Spark job; ``handle`` is the broadcast artifact, ``builds`` an accumulator."""
     from skol_spark.progress import Progress, Timeout
 
@@ -393,7 +397,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
         publish(fs, paths, out.mode)
     recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
                      stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads,
-                     warm_up=warm_up)
+                     warm_up=warm_up, predictor=predictor)
     return recorder.output(spark, config, paths, plan)
 
 

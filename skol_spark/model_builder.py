@@ -19,14 +19,17 @@ import contextlib
 import importlib
 import inspect
 import json
+import logging
 import os
 import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from skol_spark.artifact import ModelArtifact, check_golden, decode_weights
-from skol_spark.errors import DependencyError, ModelFormatError, UnsafeModelError
+from skol_spark.artifact import GOLDEN_TOLERANCE, ModelArtifact, check_golden, decode_weights, golden_inputs
+from skol_spark.errors import DependencyError, EnvironmentMismatchError, ModelFormatError, UnsafeModelError
+
+log = logging.getLogger(__name__)
 
 MIN_KERAS = (3, 15)
 SAFE_MODULE_PREFIXES = ("keras", "skol_spark.losses")
@@ -289,9 +292,47 @@ def as_declared_input(model, x):
 
 
 def build_predictor(artifact: ModelArtifact, *, custom_modules: Sequence[str] = (),
-                    allow_unsafe: bool = False, where: str = "driver") -> Callable[[np.ndarray], np.ndarray]:
-    """Rebuild, check the golden outputs, and return a traced predict function."""
+                    allow_unsafe: bool = False, where: str = "driver",
+                    line_projection: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """Rebuild, check the golden outputs, and return a traced predict function.
+
+    ``line_projection``: when the model qualifies, a ``projection.LinePredictor``
+    (each line's first-layer product computed once), if it reproduces the
+    model's golden outputs; otherwise Keras' own call.
+    """
     model = rebuild_model(artifact, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
     predict = make_predict_fn(model)
+    fast = checked_line_predictor(artifact, model, predict, where) if line_projection else None
+    if fast is not None:
+        return fast
     check_golden(artifact, predict, where=where)
     return predict
+
+
+def checked_line_predictor(artifact: ModelArtifact, model, predict, where: str):
+    """The model's ``LinePredictor`` once it passes the golden check, else None (logged).
+
+    A failure here falls back rather than failing the job: Keras' own call,
+    checked next, is the judge of whether the environment is at fault.
+    Artifacts without golden outputs compare with Keras' call on the probe windows.
+    """
+    from skol_spark.projection import line_predictor
+
+    if artifact.manifest.get("variable_length"):
+        return None
+    fast = line_predictor(model)
+    if fast is None:
+        return None
+    try:
+        if artifact.manifest.get("golden"):
+            check_golden(artifact, fast, where=where)
+        else:
+            probe = golden_inputs(0, artifact.window_size, artifact.feature_size)
+            diff = float(np.max(np.abs(fast(probe) - predict(probe))))
+            if not diff <= GOLDEN_TOLERANCE:
+                raise EnvironmentMismatchError(f"it differs from Keras' own call by {diff:.3g}")
+    except EnvironmentMismatchError as e:
+        log.warning("line projection does not reproduce model %r v%s on %s (%s); predicting through Keras' "
+                    "own call", artifact.name, artifact.version, where, str(e).split(". ")[0])
+        return None
+    return fast

@@ -58,10 +58,10 @@ class RunRecorder:
         self.data["quarantine"] = info
 
     def scoring(self, *, seconds: float, builds: int, window: int, stride: int, partitions: int = 0,
-                tf_threads: int = 0, warm_up: dict | None = None) -> None:
+                tf_threads: int = 0, warm_up: dict | None = None, predictor: str = "") -> None:
         self.data["scoring"] = {"seconds": round(seconds, 3), "model_builds": builds, "window_size": window,
                                 "stride": stride, "partitions": partitions, "tf_threads": tf_threads or "task cpus",
-                                "warm_up": warm_up or {"workers": 0}}
+                                "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras"}
 
     def output(self, spark, config: JobConfig, paths, plan) -> int:
         """Read back what this run wrote: rows, per-label counts, metrics."""

@@ -47,6 +47,7 @@ class ScoringPlan:
     run_id: str
     custom_modules: tuple[str, ...] = ()
     allow_unsafe: bool = False
+    line_projection: bool = True  # scoring.predictor: auto
     partitions: int = 0  # scoring partitions (0: keep the input's, it is clustered by document)
 
 
@@ -79,9 +80,11 @@ def worker_predictor(plan: ScoringPlan, artifact, builds=None):
     def build():
         configure_tensorflow(plan.tf_threads or task_cpus(), skip_plotting=True)
         return build_predictor(artifact, custom_modules=plan.custom_modules, allow_unsafe=plan.allow_unsafe,
+                               line_projection=plan.line_projection,
                                where=f"executor {os.uname().nodename} pid {os.getpid()}")
 
-    predict, built = worker_cache.get_or_build(artifact.fingerprint, build)
+    key = f"{artifact.fingerprint}:{'lines' if plan.line_projection else 'keras'}"
+    predict, built = worker_cache.get_or_build(key, build)
     if built and builds is not None:
         builds.add(1)
     return predict, built

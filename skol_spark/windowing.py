@@ -78,16 +78,29 @@ def window_rows(doc: np.ndarray, starts: np.ndarray, offsets: np.ndarray, length
     return np.where(pos < lengths[doc][:, None], rows, -1)
 
 
-def iter_window_batches(features: FeatureSource, lengths: np.ndarray, *, window: int, stride: int,
-                        batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(rows: int64[b, W], windows: float32[b, W, F])`` batches, built lazily."""
+def iter_window_rows(lengths: np.ndarray, *, window: int, stride: int, batch_size: int) -> Iterator[np.ndarray]:
+    """Yield the line rows of each batch of windows, ``int64[b, W]`` (``-1``: padding)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     offsets = np.cumsum(lengths) - lengths
     doc, starts = plan_windows(lengths, window, stride)
     for i in range(0, doc.size, batch_size):
-        rows = window_rows(doc[i:i + batch_size], starts[i:i + batch_size], offsets, lengths, window)
-        flat = features.take(rows.reshape(-1))
-        yield rows, flat.reshape(rows.shape[0], window, -1)
+        yield window_rows(doc[i:i + batch_size], starts[i:i + batch_size], offsets, lengths, window)
+
+
+def iter_window_batches(features: FeatureSource, lengths: np.ndarray, *, window: int, stride: int,
+                        batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(rows: int64[b, W], windows: float32[b, W, F])`` batches, built lazily."""
+    for rows in iter_window_rows(lengths, window=window, stride=stride, batch_size=batch_size):
+        yield rows, features.take(rows.reshape(-1)).reshape(rows.shape[0], window, -1)
+
+
+def predict_batch(predict: Predict, features: FeatureSource, rows: np.ndarray) -> np.ndarray:
+    """Outputs for the windows ``rows`` names. A predictor with ``predict_rows`` (a
+    ``projection.LinePredictor``) takes the lines themselves; any other gets dense windows."""
+    by_rows = getattr(predict, "predict_rows", None)
+    if by_rows is not None:
+        return by_rows(features, rows)
+    return predict(features.take(rows.reshape(-1)).reshape(rows.shape[0], rows.shape[1], -1))
 
 
 def score_lines(features: FeatureSource, lengths: np.ndarray, predict: Predict, *, window: int,
@@ -102,9 +115,8 @@ def score_lines(features: FeatureSource, lengths: np.ndarray, predict: Predict, 
     total = int(np.sum(lengths))
     sums: np.ndarray | None = None
     counts = np.zeros(total, dtype=np.float64)
-    for rows, windows in iter_window_batches(features, lengths, window=window, stride=stride,
-                                             batch_size=batch_size):
-        out = np.asarray(predict(windows), dtype=np.float64)
+    for rows in iter_window_rows(lengths, window=window, stride=stride, batch_size=batch_size):
+        out = np.asarray(predict_batch(predict, features, rows), dtype=np.float64)
         classes = out.shape[-1]
         if sums is None:
             sums = np.zeros((total, classes), dtype=np.float64)

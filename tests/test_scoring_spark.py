@@ -154,20 +154,23 @@ def assert_matches_reference(rows, expected):
 
 # ---- the output equals the reference ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "stride", "arrow_batch", "fresh"), [
-    ("array", 3, 3, True),           # overlapping windows, documents split across many Arrow batches
-    ("array", WINDOW, 10000, False),  # stride == window, one batch per partition
-    ("vector", 3, 5, False),          # Spark ML vectors, sparse and dense rows mixed
-    ("vector_dense", WINDOW, 3, False),
-    ("struct", WINDOW, 3, False),     # struct{indices, values} sparse input
+@pytest.mark.parametrize(("kind", "stride", "arrow_batch", "fresh", "projection"), [
+    ("array", 3, 3, True, "auto"),           # overlapping windows, documents split across many Arrow batches
+    ("array", WINDOW, 10000, False, "auto"),  # stride == window, one batch per partition
+    ("vector", 3, 5, False, "auto"),          # Spark ML vectors, sparse and dense rows mixed
+    ("vector_dense", WINDOW, 3, False, "auto"),
+    ("struct", WINDOW, 3, False, "auto"),     # struct{indices, values} sparse input
+    ("struct", 3, 5, True, "keras"),          # Keras' own call on dense windows
 ])
-def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kind, stride, arrow_batch, fresh):
+def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kind, stride, arrow_batch, fresh,
+                                                 projection):
     docs = make_documents(seed=len(kind) * 7 + stride)
     input_path = write_input(spark, tmp_path / "in", docs, kind)
     output = str(tmp_path / "out")
     model, version = publish_fresh_copy(published) if fresh else (published["model"], published[stride])
     config = job_config(published, input_path, output, f"model.version={version}",
-                        f"scoring.arrow_batch_size={arrow_batch}", "input.label_col=gold")
+                        f"scoring.arrow_batch_size={arrow_batch}", "input.label_col=gold",
+                        f"scoring.predictor={projection}")
     result = run_job(spark, config)
 
     assert result.status == "succeeded"
@@ -191,6 +194,7 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
     assert manifest["status"] == "succeeded" and manifest["exit_code"] == 0
     assert manifest["scoring"]["stride"] == stride and manifest["scoring"]["window_size"] == WINDOW
     assert manifest["scoring"]["partitions"] >= 1 and manifest["scoring"]["tf_threads"] in (1, 2, "task cpus")
+    assert manifest["scoring"]["predictor"] == {"auto": "line_projection", "keras": "keras"}[projection]
     # built once per Python worker: local[2] runs at most 2 workers, over 4 partitions and many batches
     # (a model a worker already holds from an earlier run of this session is not built again)
     assert (1 if fresh else 0) <= manifest["scoring"]["model_builds"] <= 2

@@ -27,15 +27,28 @@ def _wrap(module) -> None:
     original = module.score_lines
     state = {"done": False}
 
-    def score_lines(features, lengths, predict, **kwargs):
-        def first_predict(windows):
-            out = predict(windows)
-            if not state["done"]:
-                state["done"] = True
-                _mark("first_prediction")
-            return out
+    class FirstPrediction:
+        """The predictor, marking its first call; keeps ``predict_rows`` when the predictor has it."""
 
-        return original(features, lengths, first_predict, **kwargs)
+        def __init__(self, predict):
+            self.predict = predict
+            if hasattr(predict, "predict_rows"):
+                self.predict_rows = self._marked(predict.predict_rows)
+
+        def _marked(self, fn):
+            def call(*args):
+                out = fn(*args)
+                if not state["done"]:
+                    state["done"] = True
+                    _mark("first_prediction")
+                return out
+            return call
+
+        def __call__(self, windows):
+            return self._marked(self.predict)(windows)
+
+    def score_lines(features, lengths, predict, **kwargs):
+        return original(features, lengths, FirstPrediction(predict), **kwargs)
 
     module.score_lines = score_lines
 
