@@ -52,20 +52,20 @@ def first_lstm(model) -> tuple[Any, Any] | str:
     if not layers:
         return "it has no layers"
     first = layers[0]
-    try:
-        fed_by_input = len(first._inbound_nodes) == 1 and first.input is inputs[0]
-    except (AttributeError, ValueError):
-        fed_by_input = False
-    if not fed_by_input:
-        return f"its first layer {first.name!r} is not applied once, to the model's input"
+    # A Sequential rebuilt from JSON holds two call records of its first layer, both on the input.
+    nodes = getattr(first, "_inbound_nodes", [])
+    if not nodes or not all(len(n.input_tensors) == 1 and n.input_tensors[0] is inputs[0] for n in nodes):
+        return f"its first layer {first.name!r} is not applied to the model's input alone"
     reason = _lstm_reason(first)
     if reason:
         return reason
-    try:
-        rest = keras.Model(first.output, outputs[0])
-    except ValueError as e:  # the model's input also feeds another layer
-        return f"the layers after {first.name!r} do not depend on it alone ({str(e).splitlines()[0]})"
-    return first, rest
+    error = ""
+    for node in nodes:  # the record whose output leads to the model's output
+        try:
+            return first, keras.Model(node.output_tensors[0], outputs[0])
+        except ValueError as e:  # not connected: the input also feeds another layer, or a stale record
+            error = str(e).splitlines()[0]
+    return f"the layers after {first.name!r} do not depend on it alone ({error})"
 
 
 def _lstm_reason(layer) -> str:

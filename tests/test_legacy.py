@@ -135,6 +135,16 @@ def test_keras2_h5_is_translated_and_predicts_like_tf_keras(kind, keras2_files, 
     np.testing.assert_allclose(predicted, np.load(keras2_files / f"{kind}.npy"), atol=1e-5)
     # a Keras 2 functional file declares its input as a list: publish and predict hand it one (no warning per worker)
     assert not [w for w in caught if "structure of `inputs`" in str(w.message)], [str(w.message) for w in caught]
+    # the translated BiLSTM qualifies for line projection and still predicts like tf_keras
+    from skol_spark.model_builder import build_predictor
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = build_predictor(artifact, line_projection=True)
+        projected = fast(np.load(keras2_files / "inputs.npy"))
+    assert hasattr(fast, "predict_rows")
+    np.testing.assert_allclose(projected, np.load(keras2_files / f"{kind}.npy"), atol=1e-5)
+    assert not [w for w in caught if "structure of `inputs`" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_older_tf_keras_dialect_is_translated(keras2_files, tmp_path):

@@ -56,6 +56,11 @@ def lstm_variants():
         "bilstm-ave-no-bias-relu": functional(L.Bidirectional(L.LSTM(
             5, return_sequences=True, use_bias=False, activation="relu", recurrent_activation="hard_sigmoid"),
             merge_mode="ave"), L.Dense(3)),
+        # the original project's shape, as the job gets it: a Sequential rebuilt from JSON
+        "sequential-from-json-dropout": keras.models.model_from_json(keras.Sequential([
+            keras.Input((W, F)), L.Bidirectional(L.LSTM(5, return_sequences=True, dropout=0.3)),
+            L.Bidirectional(L.LSTM(4, return_sequences=True, dropout=0.3)),
+            L.TimeDistributed(L.Dense(3, activation="softmax"))]).to_json()),
         "bilstm-mul-implementation-1": functional(L.Bidirectional(L.LSTM(5, return_sequences=True, implementation=1),
                                                                   merge_mode="mul"), L.Dense(3)),
     }
