@@ -103,3 +103,29 @@ def parquet_files(root: str):
         for name in sorted(filenames):
             if not name.startswith((".", "_")):
                 yield os.path.join(dirpath, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the driver JVM options a job config asks for: ``spark-submit.sh`` on a local master, whose
+    JVM starts before any of our code runs. Prints nothing for a config it cannot read: the job
+    itself then reports the error, with its exit code."""
+    import argparse
+
+    from skol_spark.config import load_config
+    from skol_spark.errors import SkolError
+
+    parser = argparse.ArgumentParser(prog="python -m skol_spark.jvm_jit",
+                                     description="Driver JVM JIT options for a job config (job.jvm_jit).")
+    parser.add_argument("--conf", required=True, help="the job's YAML config")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args, _ = parser.parse_known_args(argv)  # the job's other options (--quiet, --watermark V) do not matter here
+    try:
+        config = load_config(args.conf, args.set)
+    except (SkolError, OSError):
+        return 0
+    print(java_options(config.job.jvm_jit, config.input.path, config.input.format))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -119,3 +119,28 @@ def test_the_users_java_options_override_ours():
     mine = probe("balanced", user_options="-XX:Tier4InvocationThreshold=7000")
     assert mine["Tier4InvocationThreshold"] == "7000"  # the user's flag comes after ours
     assert mine["Tier4CompileThreshold"] == expected("balanced")["Tier4CompileThreshold"]  # the rest still ours
+
+
+def test_the_helper_spark_submit_sh_asks_prints_the_configs_options(tmp_path):
+    """``python -m skol_spark.jvm_jit`` (spark-submit.sh on local masters): the config's mode, with the
+    job's overrides; the job's other options ignored; nothing for a config it cannot read."""
+    import subprocess
+    import sys
+
+    from skol_spark.jvm_jit import OPTIONS
+
+    conf = tmp_path / "job.yaml"
+    conf.write_text("input:\n  path: /nowhere/in\noutput:\n  path: /nowhere/out\nmodel:\n  name: m\n")
+
+    def helper(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "skol_spark.jvm_jit", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    for mode in ("quick", "balanced", "default"):
+        done = helper("--conf", str(conf), "--set", f"job.jvm_jit={mode}", "--quiet", "--watermark", "2026-01-01")
+        assert done.returncode == 0 and done.stdout.strip() == OPTIONS[mode], done.stderr
+    counted = helper("--conf", str(conf))  # auto, and the input cannot be counted: balanced
+    assert counted.stdout.strip() == OPTIONS["balanced"]
+    for bad in (["--conf", str(tmp_path / "missing.yaml")], ["--conf", str(conf), "--set", "job.jvm_jit=fast"]):
+        done = helper(*bad)
+        assert done.returncode == 0 and done.stdout == "", done.stdout
