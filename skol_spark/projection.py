@@ -19,8 +19,8 @@ golden outputs before it is used (``model_builder.build_predictor``).
 
 Qualifies: a model whose layer applied to its input is an ``LSTM`` or a
 ``Bidirectional`` of two LSTMs, with a fixed window, float32, not stateful,
-no returned states. Anything else
-predicts through Keras' own call. The reason is logged.
+no returned states. Anything else predicts through Keras' own call, and the
+reason is logged.
 """
 
 from __future__ import annotations
