@@ -224,9 +224,17 @@ def coo_last_wins(csr: SparseFeatures) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([key // csr.size, key % csr.size], axis=1), np.ascontiguousarray(values, dtype=np.float32)
 
 
-def line_predictor(model) -> LinePredictor | None:
-    """A ``LinePredictor`` for the model, or None (logged) when it does not qualify."""
-    found = first_lstm(model)
+def line_predictor(model, *, gpu: bool | None = None) -> LinePredictor | None:
+    """A ``LinePredictor`` for the model, or None (logged) when it does not qualify.
+
+    Not where TensorFlow sees a GPU (``gpu``: detected when None): there Keras runs an
+    LSTM as one fused cuDNN kernel, which a step loop would only slow down.
+    """
+    if gpu is None:
+        import tensorflow as tf
+
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    found = "TensorFlow sees a GPU, where Keras' fused cuDNN LSTM is faster" if gpu else first_lstm(model)
     if isinstance(found, str):
         log.info("line projection off for this model: %s; predicting through Keras' own call", found)
         return None

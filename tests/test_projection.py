@@ -151,6 +151,18 @@ def not_qualifying():
     }
 
 
+def test_not_where_tensorflow_sees_a_gpu(caplog):
+    """Keras runs an LSTM as one cuDNN kernel on a GPU; the step loop would be slower there.
+    (No GPU on the test machine: the detection is passed in; without it the model qualifies.)"""
+    from skol_spark.projection import LinePredictor, line_predictor
+
+    model = lstm_variants()["lstm-last-step"]
+    with caplog.at_level(logging.INFO, logger="skol_spark.projection"):
+        assert line_predictor(model, gpu=True) is None
+    assert "GPU" in caplog.text
+    assert isinstance(line_predictor(model, gpu=False), LinePredictor)
+
+
 @pytest.mark.parametrize("name", list(not_qualifying()))
 def test_models_it_cannot_reproduce_are_refused_with_the_reason(name, caplog):
     from skol_spark.projection import first_lstm, line_predictor
