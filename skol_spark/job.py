@@ -102,7 +102,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         tf_threads=tf_threads, model_name=artifact.name, model_version=artifact.version,
         run_id=run_id, custom_modules=config.model.custom_layer_modules,
         allow_unsafe=config.model.allow_unsafe_deserialization,
-        line_projection=config.scoring.predictor == "auto")
+        line_projection=smoke.line_projection)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.scoring.arrow_batch_size))
     handle = sc.broadcast(artifact)
     builds = sc.accumulator(0)
@@ -169,6 +169,7 @@ class SmokeTest:
 
     def __init__(self, artifact, config: JobConfig) -> None:
         self.artifact, self.config = artifact, config
+        self.line_projection = config.scoring.predictor == "auto"  # the executors' plan takes the same
         self.future: concurrent.futures.Future | None = None
 
     def start(self) -> None:
@@ -191,7 +192,7 @@ class SmokeTest:
         configure_tensorflow(self.config.scoring.tf_threads or 1)
         predict = build_predictor(self.artifact, custom_modules=self.config.model.custom_layer_modules,
                                   allow_unsafe=self.config.model.allow_unsafe_deserialization, where="driver",
-                                  line_projection=self.config.scoring.predictor == "auto")
+                                  line_projection=self.line_projection)
         return "line_projection" if hasattr(predict, "predict_rows") else "keras"
 
 

@@ -318,8 +318,6 @@ def checked_line_predictor(artifact: ModelArtifact, model, predict, where: str):
     """
     from skol_spark.projection import line_predictor
 
-    if artifact.manifest.get("variable_length"):
-        return None
     fast = line_predictor(model)
     if fast is None:
         return None

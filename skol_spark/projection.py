@@ -170,10 +170,9 @@ class LinePredictor:
         return tf.transpose(outputs.stack(), [1, 0, 2]) if layer.return_sequences else h
 
     def _merge(self, outputs):
-        import keras
         import tensorflow as tf
 
-        if not isinstance(self.first, keras.layers.Bidirectional):
+        if len(outputs) == 1:  # a plain LSTM
             return outputs[0]
         y, y_rev = outputs
         if self.first.return_sequences:
@@ -195,9 +194,7 @@ class LinePredictor:
 
     def predict_rows(self, features: FeatureSource, rows: np.ndarray) -> np.ndarray:
         """``float32[n, window, classes]`` for the windows whose lines ``rows`` names."""
-        valid = rows >= 0
-        if not valid.any():
-            return self(np.zeros((rows.shape[0], self.window, self.features), np.float32))
+        valid = rows >= 0  # every window starts on a line, so each batch names at least one
         lo, hi = int(rows[valid].min()), int(rows[valid].max()) + 1
         span = features.slice(lo, hi)
         if isinstance(span, DenseFeatures):

@@ -27,25 +27,25 @@ def _wrap(module) -> None:
     original = module.score_lines
     state = {"done": False}
 
+    def marked(fn):
+        def call(*args):
+            out = fn(*args)
+            if not state["done"]:
+                state["done"] = True
+                _mark("first_prediction")
+            return out
+        return call
+
     class FirstPrediction:
         """The predictor, marking its first call; keeps ``predict_rows`` when the predictor has it."""
 
         def __init__(self, predict):
-            self.predict = predict
+            self._predict = marked(predict)
             if hasattr(predict, "predict_rows"):
-                self.predict_rows = self._marked(predict.predict_rows)
-
-        def _marked(self, fn):
-            def call(*args):
-                out = fn(*args)
-                if not state["done"]:
-                    state["done"] = True
-                    _mark("first_prediction")
-                return out
-            return call
+                self.predict_rows = marked(predict.predict_rows)
 
         def __call__(self, windows):
-            return self._marked(self.predict)(windows)
+            return self._predict(windows)
 
     def score_lines(features, lengths, predict, **kwargs):
         return original(features, lengths, FirstPrediction(predict), **kwargs)
