@@ -26,6 +26,7 @@ OUTPUT_MODES = ("error", "overwrite", "append", "incremental")
 BAD_INPUT_POLICIES = ("refuse", "quarantine")
 WARM_UP = ("auto", "always", "never")
 PREDICTORS = ("auto", "keras")
+SORT_POLICIES = ("auto", "always")
 RESCORE_POLICIES = ("new-version", "never")
 
 
@@ -76,6 +77,7 @@ class ScoringConfig:
     partitions: int = 0
     warm_up: str = "auto"
     predictor: str = "auto"
+    sort: str = "auto"
     bad_input: str = "refuse"
     quarantine_path: str = ""
     max_quarantine_fraction: float = 0.01
@@ -252,6 +254,7 @@ def validate(config: JobConfig) -> None:
     _one_of("scoring.bad_input", s.bad_input, BAD_INPUT_POLICIES)
     _one_of("scoring.warm_up", s.warm_up, WARM_UP)
     _one_of("scoring.predictor", s.predictor, PREDICTORS)
+    _one_of("scoring.sort", s.sort, SORT_POLICIES)
     _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
     _one_of("job.jvm_jit", config.job.jvm_jit, jvm_jit.MODES)
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)

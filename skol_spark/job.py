@@ -122,8 +122,12 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
             df = unscored_documents(spark, df, config, artifact)
         keys = dict(doc_col=config.input.doc_id_col, line_col=config.input.line_col,
                     features_col=config.input.features_col)
+        early_partitions = scoring_layout(sc, config, 0)[0]
+        # the input's read order reaches the scoring task only as read: not through the incremental anti-join
+        check_order = config.scoring.sort == "auto" and out.mode != "incremental" and \
+            reads_input_partitions(config, early_partitions)
         report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys, before_run=smoke.start,
-                            check_clustered=trusts_clustering(config, scoring_layout(sc, config, 0)[0]))
+                            check_clustered=trusts_clustering(config, early_partitions), check_order=check_order)
         recorder.input(report)
         refuse_split_documents(report, doc_col=config.input.doc_id_col)
         if not report.ok:
@@ -134,7 +138,10 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         predictor = smoke.result()
         if warm:
             wait_for_workers(warm, config.job.timeout_seconds)
-        plan = replace(plan, partitions=scoring_layout(sc, config, report.lines)[0])
+        partitions = scoring_layout(sc, config, report.lines)[0]
+        # quarantine filters the input: its order is no longer the one the scan saw
+        plan = replace(plan, partitions=partitions, presorted=report.ok and report.in_document_order
+                       and reads_input_partitions(config, partitions))
         rows = score_and_write(spark, df, plan, handle, builds, config, paths, fs, recorder, report.lines,
                                warm_up=warm.summary() if warm else None, predictor=predictor)
     finally:
@@ -328,6 +335,12 @@ def trusts_clustering(config: JobConfig, partitions: int) -> bool:
     return config.input.clustered_by_doc and partitions != 1
 
 
+def reads_input_partitions(config: JobConfig, partitions: int) -> bool:
+    """Whether scoring keeps or merges the input's partitions (no shuffle), so each task sees the rows in the
+    order the input is read."""
+    return partitions in (0, 1) or trusts_clustering(config, partitions)
+
+
 def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     """Group documents into partitions, sort by line, and map each partition through the scorer.
 
@@ -335,6 +348,11 @@ def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     and partitions of input clustered by document hold whole documents, so
     both are kept or merged with ``coalesce`` (no shuffle: the scoring task
     reads the input itself); only the general case pays a shuffle by document.
+
+    The sort is blocking: the task reads its whole partition before the
+    first batch reaches Python. Input whose documents are already runs of
+    rows (``plan.presorted``, from the validation scan) skips it, so reading
+    overlaps predicting; measured in benchmarks/results/ab-stream-unsorted.md.
     """
     from pyspark.sql import functions as F
 
@@ -343,11 +361,12 @@ def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     df = df.select(*needed)
     if not plan.partitions:
         pass  # keep the input's partitions as they are (clustered by document)
-    elif plan.partitions == 1 or trusts_clustering(config, plan.partitions):
+    elif reads_input_partitions(config, plan.partitions):
         df = df.coalesce(plan.partitions)
     else:
         df = df.repartition(plan.partitions, F.col(plan.doc_col))
-    df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
+    if not plan.presorted:
+        df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
     schema = output_schema(df.schema, plan)
     return df.mapInArrow(make_partition_scorer(plan, handle, builds), schema)
 
@@ -398,7 +417,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
         publish(fs, paths, out.mode)
     recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
                      stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads,
-                     warm_up=warm_up, predictor=predictor)
+                     warm_up=warm_up, predictor=predictor, presorted=plan.presorted)
     return recorder.output(spark, config, paths, plan)
 
 

@@ -58,10 +58,12 @@ class RunRecorder:
         self.data["quarantine"] = info
 
     def scoring(self, *, seconds: float, builds: int, window: int, stride: int, partitions: int = 0,
-                tf_threads: int = 0, warm_up: dict | None = None, predictor: str = "") -> None:
+                tf_threads: int = 0, warm_up: dict | None = None, predictor: str = "",
+                presorted: bool = False) -> None:
         self.data["scoring"] = {"seconds": round(seconds, 3), "model_builds": builds, "window_size": window,
                                 "stride": stride, "partitions": partitions, "tf_threads": tf_threads or "task cpus",
-                                "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras"}
+                                "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras",
+                                "sort": "input order" if presorted else "spark"}
 
     def output(self, spark, config: JobConfig, paths, plan) -> int:
         """Read back what this run wrote: rows, per-label counts, metrics."""

@@ -1,12 +1,15 @@
-"""The executor side: Arrow batches of sorted lines in, one scored row per line out.
+"""The executor side: Arrow batches of lines, each document one run of rows, in; one scored row per line out.
 
-``mapInArrow`` over lines repartitioned by document and sorted by
-(document, line) was chosen over an iterator pandas UDF over collected
+``mapInArrow`` over lines grouped by document and sorted by (document,
+line) was chosen over an iterator pandas UDF over collected
 sequences: it needs no ``collect_list`` (which materialises whole documents
 as rows and doubles the shuffle), features stay in Arrow buffers (sparse
 vectors stay sparse), and output is built as Arrow arrays with no pandas
 conversion. A document may span Arrow batches: its rows are carried to the
-next batch, so it is always scored as one sequence.
+next batch, so it is always scored as one sequence. Input whose documents
+the validation scan found to be runs of rows already is streamed as read,
+without Spark's sort (``ScoringPlan.presorted``): the worker orders each
+document's lines itself and refuses a document that comes back.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skol_spark.errors import InputContractError
 from skol_spark.features import concat_sources, decode_features, nonfinite_rows
 from skol_spark.windowing import score_lines
 
@@ -49,6 +53,7 @@ class ScoringPlan:
     allow_unsafe: bool = False
     line_projection: bool = True  # scoring.predictor: auto
     partitions: int = 0  # scoring partitions (0: keep the input's, it is clustered by document)
+    presorted: bool = False  # stream the input as read: the scan found each document one run of rows
 
 
 def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Callable:
@@ -63,7 +68,7 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
         if ctx is not None:
             faults.maybe_inject(ctx.partitionId(), ctx.attemptNumber())
         predict = None
-        for table in iter_complete_documents(batches, plan.doc_col):
+        for table in iter_complete_documents(batches, plan.doc_col, check_runs=plan.presorted):
             if predict is None:
                 predict, _ = worker_predictor(plan, artifact_handle.value, builds)
             yield from score_table(table, plan, predict).to_batches()
@@ -90,13 +95,20 @@ def worker_predictor(plan: ScoringPlan, artifact, builds=None):
     return predict, built
 
 
-def iter_complete_documents(batches: Iterator[pa.RecordBatch], doc_col: str) -> Iterator[pa.Table]:
-    """Regroup sorted batches so that no document is split: yields tables of whole documents.
+def iter_complete_documents(batches: Iterator[pa.RecordBatch], doc_col: str, *,
+                            check_runs: bool = False) -> Iterator[pa.Table]:
+    """Regroup batches whose documents are runs of rows so that no document is split: yields tables of
+    whole documents.
 
     The rows of the last document of each batch are held back until a row of
     another document (or the end of the partition) shows it is complete.
+    Spark's sort makes every document one run; with ``check_runs`` (the
+    input is streamed unsorted, on the validation scan's word) a document
+    that shows up again after another one started is refused, since it
+    would be scored as two sequences.
     """
     carry: list[pa.RecordBatch] = []
+    finished: set | None = set() if check_runs else None
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -114,22 +126,62 @@ def iter_complete_documents(batches: Iterator[pa.RecordBatch], doc_col: str) -> 
         else:
             ready, rest = carry + [batch.slice(0, cut)], [batch.slice(cut)]
         if ready:
-            yield pa.Table.from_batches(ready)
+            yield _checked(pa.Table.from_batches(ready), doc_col, finished)
         carry = rest
     if carry:
-        yield pa.Table.from_batches(carry)
+        yield _checked(pa.Table.from_batches(carry), doc_col, finished)
 
 
-def document_lengths(docs: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Run lengths of consecutive equal doc ids: ``int64[d]`` (rows are sorted by document)."""
-    if isinstance(docs, pa.ChunkedArray):
-        docs = docs.combine_chunks()
+def _checked(table: pa.Table, doc_col: str, finished: set | None) -> pa.Table:
+    """``table`` if none of its documents was seen before (``finished`` collects them); None skips the check."""
+    if finished is None:
+        return table
+    docs = table.column(doc_col).combine_chunks()
+    ids = docs.take(pa.array(run_starts(docs))).to_pylist()
+    if len(set(ids)) != len(ids) or not finished.isdisjoint(ids):
+        again = next(d for i, d in enumerate(ids) if d in finished or d in ids[:i])
+        raise InputContractError(
+            f"document {again!r} ({doc_col}) came back after another document's lines while the scoring task "
+            "streamed the input, although the validation scan found each document's lines together: the input "
+            "changed during the job, or its read order is not stable. Nothing was published; rerun on input "
+            "that does not change, or set scoring.sort: always")
+    finished.update(ids)
+    return table
+
+
+def run_starts(docs: pa.Array) -> np.ndarray:
+    """Row indices where a run of equal doc ids starts: ``int64[d]``."""
     n = len(docs)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     change = pc.not_equal(docs.slice(1), docs.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
-    return np.diff(np.concatenate([starts, [n]])).astype(np.int64)
+    return np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
+
+
+def document_lengths(docs: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Run lengths of consecutive equal doc ids: ``int64[d]`` (each document is one run of rows)."""
+    if isinstance(docs, pa.ChunkedArray):
+        docs = docs.combine_chunks()
+    return np.diff(np.append(run_starts(docs), len(docs))).astype(np.int64)
+
+
+def in_line_order(table: pa.Table, plan: ScoringPlan) -> pa.Table:
+    """Each document's lines ordered by line number: what Spark's sort did, for input streamed as read.
+
+    Input written by document is usually in line order already, so this is
+    one pass over the line numbers; only out-of-order documents pay a take.
+    """
+    lines = table.column(plan.line_col).combine_chunks()
+    if len(lines) < 2 or lines.null_count:
+        return table  # nulls: check_batch names them
+    numbers = lines.to_numpy(zero_copy_only=False)
+    lengths = document_lengths(table.column(plan.doc_col))
+    first = np.zeros(len(numbers), dtype=bool)
+    first[np.cumsum(lengths)[:-1]] = True  # a document's first line needs no predecessor
+    if np.all((np.diff(numbers) > 0) | first[1:]):
+        return table
+    doc_index = np.repeat(np.arange(lengths.size), lengths)
+    return table.take(pa.array(np.lexsort((numbers, doc_index))))
 
 
 def check_batch(table: pa.Table, plan: ScoringPlan, features) -> None:
@@ -153,7 +205,9 @@ def check_batch(table: pa.Table, plan: ScoringPlan, features) -> None:
 
 
 def score_table(table: pa.Table, plan: ScoringPlan, predict) -> pa.Table:
-    """Whole, sorted documents -> output rows (same order): carried columns + results."""
+    """Whole documents, each one run of rows -> output rows (in line order): carried columns + results."""
+    if plan.presorted:
+        table = in_line_order(table, plan)
     features = concat_sources([decode_features(chunk, plan.feature_size)
                                for chunk in table.column(plan.features_col).chunks])
     check_batch(table, plan, features)

@@ -32,6 +32,12 @@ class InputReport:
     documents: int
     bad: dict[str, tuple[int, Any]] = field(default_factory=dict)
     split_documents: tuple[int, Any] = (0, None)  # (count, example doc) spanning input partitions, if checked
+    scattered_documents: int = -1  # documents whose lines are not one run of the input's rows (-1: not checked)
+
+    @property
+    def in_document_order(self) -> bool:
+        """Every document's lines are one run of rows inside one input partition, as the input is read."""
+        return self.scattered_documents == 0
 
     @property
     def ok(self) -> bool:
@@ -106,12 +112,20 @@ def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
 
 
 def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
-               before_run: Callable[[], Any] | None = None, check_clustered: bool = False) -> InputReport:
+               before_run: Callable[[], Any] | None = None, check_clustered: bool = False,
+               check_order: bool = False) -> InputReport:
     """One Spark job: totals and, per problem, the number of lines and one example.
 
     ``check_clustered`` also counts documents whose lines sit in more than one
     of ``df``'s partitions: the claim ``input.clustered_by_doc`` makes, which
     would otherwise score such a document as two sequences.
+
+    ``check_order`` also counts documents whose lines are not one contiguous
+    run of rows in the order the input is read (``scattered_documents``). A
+    row's position is Spark's ``monotonically_increasing_id`` (partition in
+    the upper bits, row number in the lower 33), so a run never crosses a
+    partition. When none is scattered, the scoring task can stream the input
+    as it is read instead of sorting all of it first (``scoring.sort: auto``).
 
     ``before_run`` is called once the query is built, just before it runs:
     the driver starts its CPU-bound smoke test there, so that the hundreds
@@ -124,16 +138,19 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
                        feature_size=feature_size)
     # One shuffle of keys and flags by document serves all three levels (line key, document, total): a
     # cold JVM pays seconds per extra stage, and countDistinct would add an expand and two more shuffles.
-    part = [F.spark_partition_id().alias("_part")] if check_clustered else [F.lit(0).alias("_part")]
-    flags = flags.select("*", *part)
+    position = F.monotonically_increasing_id() if check_clustered or check_order else F.lit(0).cast("long")
+    flags = flags.select("*", position.alias("_row"))
     per_key = flags.repartition("_doc").groupBy("_doc", "_line").agg(
-        F.count(F.lit(1)).alias("n"), F.min("_part").alias("part_lo"), F.max("_part").alias("part_hi"),
+        F.count(F.lit(1)).alias("n"), F.min("_row").alias("row_lo"), F.max("_row").alias("row_hi"),
         *[F.max(F.col(f).cast("int")).alias(f) for f in FLAGS if f != "duplicate"])
     example = F.struct(F.col("_doc").cast("string").alias("doc"), F.col("_line").alias("line"))
+    first_row, last_row = F.min("row_lo"), F.max("row_hi")
     per_doc_aggs = [F.sum("n").alias("lines"),
-                    (F.min("part_lo") != F.max("part_hi")).alias("split")]
+                    (F.shiftright(first_row, 33) != F.shiftright(last_row, 33)).alias("split"),
+                    (last_row - first_row + 1 != F.sum("n")).alias("scattered")]
     aggs = [F.coalesce(F.sum("lines"), F.lit(0)).alias("lines"), F.count(F.lit(1)).alias("documents"),
             F.count(F.when(F.col("split"), 1)).alias("split_count"),
+            F.count(F.when(F.col("scattered"), 1)).alias("scattered_count"),
             F.first(F.when(F.col("split"), F.col("_doc").cast("string")), ignorenulls=True).alias("split_example")]
     for flag in FLAGS:
         hit = (F.col("n") > 1) if flag == "duplicate" else (F.col(flag) == 1)
@@ -148,7 +165,8 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
     row = query.collect()[0]
     bad = {f: (int(row[f"{f}_count"]), _example(row[f"{f}_example"])) for f in FLAGS}
     return InputReport(lines=int(row["lines"]), documents=int(row["documents"]), bad=bad,
-                       split_documents=(int(row["split_count"]), row["split_example"]))
+                       split_documents=(int(row["split_count"]), row["split_example"]) if check_clustered else (0, None),
+                       scattered_documents=int(row["scattered_count"]) if check_order else -1)
 
 
 def refuse_split_documents(report: InputReport, *, doc_col: str) -> None:

@@ -339,7 +339,7 @@ def _reset_file_splits(spark):
         spark.conf.unset(key)
 
 
-def _scoring_plan_text(spark, config):
+def _scoring_plan_text(spark, config, presorted=False):
     """The physical plan of the scoring step, as the job builds it (nothing runs)."""
     from dataclasses import replace
 
@@ -350,7 +350,8 @@ def _scoring_plan_text(spark, config):
     partitions, threads = scoring_layout(spark.sparkContext, config, 0)
     plan = ScoringPlan(doc_col="doc_id", line_col="line_number", features_col="features", carry_cols=(),
                        labels=tuple(LABELS), window=WINDOW, stride=3, batch_size=8, feature_size=FEATURES,
-                       tf_threads=threads, model_name="m", model_version=1, run_id="r", partitions=partitions)
+                       tf_threads=threads, model_name="m", model_version=1, run_id="r", partitions=partitions,
+                       presorted=presorted)
     plan = replace(plan, carry_cols=tuple(carried_columns(df, config)))
     frame = scoring_frame(df, plan, config, spark.sparkContext.broadcast(None), None)
     return frame._jdf.queryExecution().executedPlan().toString()
@@ -369,6 +370,7 @@ def test_one_scoring_partition_reads_the_input_itself_without_a_shuffle(spark, p
 
     assert result.rows_written == sum(LENGTHS)
     assert manifest_of(result)["scoring"]["partitions"] == 1
+    assert manifest_of(result)["scoring"]["sort"] == "spark"  # documents interleaved: the scan saw it
     assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
 
 
@@ -410,3 +412,49 @@ def test_a_false_clustered_by_document_claim_is_refused_before_writing(spark, pu
     assert "input.clustered_by_doc is set" in message and "more than one input partition" in message
     assert "e.g. doc_id='doc-" in message and "nothing was written" in message
     assert not os.path.exists(output)
+
+
+# ---- input already in document order: streamed without Spark's sort -----------------------------------
+
+def _write_in_document_order(spark, path, docs, cut_inside):
+    """Two Parquet files, every document's rows together but its lines shuffled (what a featurizer that
+    writes document by document produces). The files split at a document boundary, or with ``cut_inside``
+    in the middle of the longest document."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for doc_id, m in docs.items():
+        rows += [(doc_id, int(line), encode(m[line], "array", line), 1000 + int(line), f"{doc_id}/{line}",
+                  LABELS[line % 3]) for line in rng.permutation(m.shape[0])]
+    longest = max(docs, key=lambda d: docs[d].shape[0])
+    first = next(i for i, r in enumerate(rows) if r[0] == longest)
+    cut = first + docs[longest].shape[0] // 2 if cut_inside else first
+    for part in (rows[:cut], rows[cut:]):
+        spark.createDataFrame(part, input_schema("array")).coalesce(1).write.mode("append").parquet(path)
+
+
+@pytest.mark.parametrize(("cut_inside", "sort", "expected"), [
+    (False, "auto", "input order"),
+    (False, "always", "spark"),
+    (True, "auto", "spark"),  # a document split over two files: a run of rows never crosses a partition
+])
+def test_input_in_document_order_skips_the_sort_and_equals_keras(spark, published, tmp_path, cut_inside, sort,
+                                                                  expected):
+    docs = make_documents(seed=24)
+    input_path = str(tmp_path / "in")
+    _write_in_document_order(spark, input_path, docs, cut_inside)
+    output = str(tmp_path / "out")
+    config = job_config(published, input_path, output, "scoring.partitions=0", f"scoring.sort={sort}")
+    _one_file_per_partition(spark, input_path)
+    try:
+        streamed, sorted_ = _scoring_plan_text(spark, config, presorted=True), _scoring_plan_text(spark, config)
+        result = run_job(spark, config)
+    finally:
+        _reset_file_splits(spark)
+
+    assert " Sort [" in sorted_ and " Sort [" not in streamed, streamed
+    assert manifest_of(result)["scoring"]["sort"] == expected
+    assert result.rows_written == sum(LENGTHS)
+    rows = read_output(spark, output).collect()
+    assert_matches_reference(rows, reference(published["model"], docs, 3))  # lines ordered by the worker
+    for r in rows:
+        assert r["page"] == 1000 + r["line_number"] and r["text"] == f"{r['doc_id']}/{r['line_number']}"
