@@ -225,15 +225,36 @@ def check_mode(fs: HadoopFS, output: str, mode: str) -> None:
                           "set output.mode to overwrite, append or incremental")
 
 
+# Formats whose output is a directory of files, one set per write: a run's partition directory can be
+# written on its own. Others (a Delta table's log sits at its root) keep Spark's partitioned write.
+FILE_FORMATS = ("parquet", "orc", "avro", "json", "csv")
+
+
 def write_staged(df, paths: OutputPaths, *, fmt: str, partition_by: tuple[str, ...]) -> None:
-    """Write the result under the staging directory, one ``run_id=`` partition."""
-    writer = df.write.format(fmt).mode("overwrite").partitionBy("run_id", *partition_by)
-    writer.save(paths.staging)
+    """Write the result under the staging directory, one ``run_id=`` partition.
+
+    A file format is written straight into ``run_id=<id>/`` instead of through
+    ``partitionBy("run_id")``: Spark sorts a partitioned write's rows by its
+    partition columns, and with one run_id per run that sort only held every
+    scored row back (in the JVM's memory) until the last prediction, then
+    wrote them all after it. Written directly, batches are encoded while the
+    model predicts the next ones. The files are the same: a partition
+    column is never stored in them.
+    """
+    spark = df.sparkSession
     staged_run = f"{paths.staging}/{paths.partition_dir}"
-    if not HadoopFS(df.sparkSession, paths.staging).exists(staged_run):
-        # An empty result writes no partition directory, and a directory without files has no
-        # schema ("Unable to infer schema"): write one empty file that carries the columns.
-        spark = df.sparkSession
+    if fmt in FILE_FORMATS:
+        writer = df.drop("run_id").write.format(fmt).mode("overwrite")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.save(staged_run)
+    else:
+        df.write.format(fmt).mode("overwrite").partitionBy("run_id", *partition_by).save(paths.staging)
+    fs = HadoopFS(spark, paths.staging)
+    fs.delete(f"{staged_run}/_SUCCESS")  # publish() marks the output itself
+    if not fs.exists(staged_run) or not any(not n.startswith(("_", ".")) for n in fs.list(staged_run)):
+        # An empty result may write no partition directory or no file, and a directory without files has
+        # no schema ("Unable to infer schema"): write one empty file that carries the columns.
         spark.createDataFrame([], df.drop("run_id").schema).coalesce(1).write.format(fmt).mode("overwrite") \
             .save(staged_run)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 
 import numpy as np
@@ -200,6 +201,49 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
     assert (1 if fresh else 0) <= manifest["scoring"]["model_builds"] <= 2
     assert manifest["output"]["rows_written"] == sum(LENGTHS)
     assert sum(manifest["output"]["label_counts"].values()) == sum(LENGTHS)
+
+
+def _write_plans(spark, path_part):
+    """Physical plans of the file writes Spark ran into a path containing ``path_part`` (SQL status store)."""
+    import time
+
+    for _ in range(50):  # the listener bus records executions asynchronously
+        executions = spark._jsparkSession.sharedState().statusStore().executionsList()
+        plans = [executions.apply(i).physicalPlanDescription() for i in range(executions.length())]
+        plans = [p for p in plans if "InsertIntoHadoopFsRelationCommand" in p and path_part in p]
+        if plans:
+            return plans
+        time.sleep(0.1)
+    return []
+
+
+@pytest.mark.parametrize("partition_by", [(), ("model_version",)])
+def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, published, tmp_path, partition_by):
+    """run_id names the run's directory; a partitionBy("run_id") would make Spark hold every scored row back
+    in a sort until the last prediction. Layout and rows stay the same."""
+    docs = make_documents(seed=31)
+    input_path = write_input(spark, tmp_path / "in", docs)
+    output = str(tmp_path / "out")
+    extra = [f"output.partition_by={partition_by[0]}"] if partition_by else []
+    result = run_job(spark, job_config(published, input_path, output, *extra))
+
+    plans = _write_plans(spark, f"skol-staging-{result.run_id}")
+    assert len(plans) == 1, plans
+    sorts = re.findall(r"\(\d+\) Sort[^\n]*\nInput[^\n]*\nArguments: \[([^\]]*)\]", plans[0])
+    assert sorts and not any("run_id" in keys for keys in sorts), plans[0]  # the scoring sort, no run_id sort
+    assert any("model_version" in keys for keys in sorts) == bool(partition_by)  # user partitions: sorted
+    run_dir = os.path.join(output, f"run_id={result.run_id}")
+    assert sorted(n for n in os.listdir(output) if not n.startswith(".")) == ["_SUCCESS", f"run_id={result.run_id}"]
+    files = [os.path.join(d, n) for d, _, names in os.walk(run_dir) for n in names if n.endswith(".parquet")]
+    assert files and not any(n.startswith("_") for n in os.listdir(run_dir))
+    if partition_by:
+        assert os.listdir(run_dir) == [f"model_version={published[3]}"]
+    import pyarrow.parquet as pq
+
+    assert "run_id" not in pq.read_schema(files[0]).names  # a directory value, as a partition column is
+    rows = read_output(spark, output).collect()
+    assert {r["run_id"] for r in rows} == {result.run_id}
+    assert_matches_reference(rows, reference(published["model"], docs, 3))
 
 
 def test_empty_input_is_a_successful_run_with_zero_rows(spark, published, tmp_path):
