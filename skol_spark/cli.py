@@ -150,7 +150,7 @@ def predict_command(args, *, spark=None) -> int:
         return 0
     from skol_spark.job import run_job
     from skol_spark.model_loading import check_model_reachable
-    from skol_spark.spark_session import build_session
+    from skol_spark.spark_session import build_session, start_tensorflow_import, submitted_with_master
     from skol_spark.summary import print_summary
 
     check_model_reachable(config)  # Redis down / frozen / bad password: fail in seconds, before starting Spark
@@ -160,10 +160,13 @@ def predict_command(args, *, spark=None) -> int:
 
         # Stop only a session this call created: a notebook's or a Databricks job's session outlives the run.
         owns_session = SparkSession.getActiveSession() is None
+        submitted = submitted_with_master()
         spark = build_session(master=config.job.master, app_name=config.job.app_name,
                               conf=dict(config.job.spark_conf), class_archive=config.job.jvm_class_archive,
-                              jit=config.job.jvm_jit, input_path=config.input.path,
-                              input_format=config.input.format)
+                              jit=config.job.jvm_jit, input_path=config.input.path, input_format=config.input.format,
+                              preload_tensorflow=not submitted and driver_needs_tensorflow(config))
+        if submitted and driver_needs_tensorflow(config, spark.sparkContext):
+            start_tensorflow_import()  # spark-submit chose the master; its JVM is up, the scan not yet started
     log.info("run config: %s", json.dumps(config.redacted(), sort_keys=True))
     try:
         try:
@@ -178,6 +181,18 @@ def predict_command(args, *, spark=None) -> int:
     finally:
         if owns_session and not _on_databricks():
             spark.stop()
+
+
+def driver_needs_tensorflow(config, sc=None) -> bool:
+    """False when the run's warm-up will be its smoke test (local masters), so the driver never imports
+    TensorFlow and a JVM starting beside it has both cores. Without ``sc``: the session the CLI will build."""
+    from skol_spark import warmup
+
+    if sc is not None:
+        return not warmup.wanted(sc, config.scoring.warm_up)
+    master = config.job.master or "local[*]"
+    reuse = dict(config.job.spark_conf).get("spark.python.worker.reuse")
+    return not warmup.wanted_for(master, reuse, config.scoring.warm_up)
 
 
 def _on_databricks() -> bool:

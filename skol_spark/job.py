@@ -1,8 +1,8 @@
 """The batch scoring job: config + SparkSession in, scored output + run manifest out.
 
 Order matters for the promise "bad input loses nothing": everything that can
-be checked before writing is checked first (config, model checksums and a
-driver smoke prediction, schema, one validation scan), the result is staged,
+be checked before writing is checked first (config, model checksums, a smoke
+prediction, schema, one validation scan), the result is staged,
 and only a complete result is published (see ``sink``). The scoring step runs
 exactly once: nothing re-evaluates the scored DataFrame; counts and metrics
 are read back from the written files.
@@ -22,7 +22,7 @@ from typing import Any
 from skol_spark import errors, warmup
 from skol_spark.config import JobConfig, require_job_fields
 from skol_spark.errors import ConfigError, InputContractError, JobFailedError, JobTimeoutError, NothingToDo
-from skol_spark.model_builder import check_keras_floor
+from skol_spark.model_builder import check_keras_floor, predictor_kind
 from skol_spark.scoring import RESULT_COLUMNS, ScoringPlan, make_partition_scorer
 from skol_spark.sink import (HadoopFS, OutputLock, OutputPaths, check_mode, publish, recover, write_dynamic_overwrite,
                              write_staged, write_table)
@@ -91,9 +91,10 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     recorder.model(artifact)
     window, stride = resolve_window(config, artifact)
     check_keras_floor()
-    smoke = SmokeTest(artifact, config)
-
     sc = spark.sparkContext
+    warm_wanted = warmup.wanted(sc, config.scoring.warm_up)
+    smoke = SmokeTest(artifact, config, deferred=warm_wanted)
+
     tf_threads, warm_workers = early_layout(sc, config)
     plan = ScoringPlan(
         doc_col=config.input.doc_id_col, line_col=config.input.line_col, features_col=config.input.features_col,
@@ -107,8 +108,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     handle = sc.broadcast(artifact)
     builds = sc.accumulator(0)
     # started first: the worker's TensorFlow import overlaps the driver's input checks (cold JVM, seconds)
-    warm = WarmUp(spark, plan, handle, builds, warm_workers).start() if warmup.wanted(sc, config.scoring.warm_up) \
-        else None
+    warm = WarmUp(spark, plan, handle, builds, warm_workers).start() if warm_wanted else None
     lock = OutputLock(fs, paths) if fs else None
     try:
         df = read_input(spark, config)
@@ -135,15 +135,14 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         if out.mode == "incremental" and report.lines == 0:
             raise NothingToDo(f"incremental: every document in the input is already scored by model "
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
-        predictor = smoke.result()
-        if warm:
-            wait_for_workers(warm, config.job.timeout_seconds)
+        predictor = checked_predictor(smoke, warm, config.job.timeout_seconds)
         partitions = scoring_layout(sc, config, report.lines)[0]
         # quarantine filters the input: its order is no longer the one the scan saw
         plan = replace(plan, partitions=partitions, presorted=report.ok and report.in_document_order
                        and reads_input_partitions(config, partitions))
         rows = score_and_write(spark, df, plan, handle, builds, config, paths, fs, recorder, report.lines,
-                               warm_up=warm.summary() if warm else None, predictor=predictor)
+                               warm_up=warm.summary() if warm else None, predictor=predictor,
+                               smoke_test=smoke.where)
     finally:
         if warm:
             warm.cancel()
@@ -172,23 +171,35 @@ class SmokeTest:
     TensorFlow, a wrong weight order) before any executor starts scoring.
     Started once the scan's query is planned (``scan_input(before_run=...)``),
     so that the query's py4j calls do not queue for the GIL behind it.
+
+    ``deferred``: the warm-up job makes the same check in the Python workers
+    that will score (local masters), so ``start`` does nothing and the
+    driver never imports TensorFlow, unless that job fails or times out
+    (``checked_predictor``). The driver's copy was ~3 s of CPU on a 2-core
+    machine, taken from the worker's start: first prediction ~1 s later.
     """
 
-    def __init__(self, artifact, config: JobConfig) -> None:
-        self.artifact, self.config = artifact, config
+    def __init__(self, artifact, config: JobConfig, *, deferred: bool = False) -> None:
+        self.artifact, self.config, self.deferred = artifact, config, deferred
         self.line_projection = config.scoring.predictor == "auto"  # the executors' plan takes the same
         self.future: concurrent.futures.Future | None = None
 
+    @property
+    def where(self) -> str:
+        """Where the model was smoke-tested (run manifest): ``driver`` or, deferred, ``warm-up`` (its workers)."""
+        return "driver" if self.future is not None else "warm-up"
+
     def start(self) -> None:
-        if self.future is not None:
+        if self.deferred or self.future is not None:
             return
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skol-smoke")
         self.future = pool.submit(self._smoke)
         pool.shutdown(wait=False)
 
     def result(self) -> str:
-        """Wait for the smoke test (starting it if the scan never did); re-raises its error.
-        -> the predictor the driver chose: ``line_projection`` or ``keras`` (executors choose alike)."""
+        """Wait for the smoke test (starting it if the scan never did, or now if it was deferred); re-raises its
+        error. -> the predictor the driver chose: ``line_projection`` or ``keras`` (executors choose alike)."""
+        self.deferred = False
         self.start()
         assert self.future is not None
         return self.future.result()
@@ -200,7 +211,7 @@ class SmokeTest:
         predict = build_predictor(self.artifact, custom_modules=self.config.model.custom_layer_modules,
                                   allow_unsafe=self.config.model.allow_unsafe_deserialization, where="driver",
                                   line_projection=self.line_projection)
-        return "line_projection" if hasattr(predict, "predict_rows") else "keras"
+        return predictor_kind(predict)
 
 
 def read_input(spark, config: JobConfig):
@@ -315,18 +326,32 @@ def early_layout(sc, config: JobConfig) -> tuple[int, int]:
     return tf_threads, min(cores, partitions or cores)
 
 
-def wait_for_workers(warm: WarmUp, timeout: float = 0.0) -> None:
-    """Surface a worker-side build failure (a golden mismatch on the executors) before scoring starts.
+def checked_predictor(smoke: SmokeTest, warm: WarmUp | None, timeout: float = 0.0) -> str:
+    """The model's predictor kind, once a smoke test passed; a model that fails it stops the job here, before
+    scoring.
 
-    The warm-up is an optimisation: if it is still running after ``job.timeout_seconds`` it is cancelled
-    and scoring (which the timeout does cover) builds the model itself.
+    With a warm-up, its workers' build (rebuild + golden check) is the smoke
+    test. If it fails, the driver runs its own so the error reads as it
+    would without a warm-up (an executor's is wrapped in Spark's traceback);
+    should the driver pass where the workers failed, their error stands. The
+    warm-up is an optimisation: still running after ``job.timeout_seconds``,
+    it is cancelled, the driver checks the model, and scoring (which the
+    timeout does cover) builds it itself.
     """
+    if warm is None:
+        return smoke.result()
     try:
-        if not warm.wait(timeout or None):
-            log.warning("the warm-up job did not finish within job.timeout_seconds=%g; cancelled, scoring "
-                        "builds the model itself", timeout)
+        ready = warm.wait(timeout or None)
     except Exception as e:
-        raise translate_spark_error(e) from None
+        error = translate_spark_error(e)
+        log.warning("the warm-up job failed to build the model (%s); checking it on the driver", error)
+        smoke.result()
+        raise error from None
+    if not ready:
+        log.warning("the warm-up job did not finish within job.timeout_seconds=%g; cancelled, scoring "
+                    "builds the model itself", timeout)
+        return smoke.result()
+    return warm.predictor
 
 
 def trusts_clustering(config: JobConfig, partitions: int) -> bool:
@@ -388,7 +413,8 @@ def output_schema(input_schema, plan: ScoringPlan):
 
 
 def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobConfig, paths: OutputPaths, fs,
-                    recorder, lines: int, *, warm_up: dict | None = None, predictor: str = "") -> int:
+                    recorder, lines: int, *, warm_up: dict | None = None, predictor: str = "",
+                    smoke_test: str = "driver") -> int:
     """Score and write in one Spark job; ``handle`` is the broadcast artifact, ``builds`` an accumulator."""
     from skol_spark.progress import Progress, Timeout
 
@@ -417,7 +443,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
         publish(fs, paths, out.mode)
     recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
                      stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads,
-                     warm_up=warm_up, predictor=predictor, presorted=plan.presorted)
+                     warm_up=warm_up, predictor=predictor, presorted=plan.presorted, smoke_test=smoke_test)
     return recorder.output(spark, config, paths, plan)
 
 

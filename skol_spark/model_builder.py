@@ -309,6 +309,11 @@ def build_predictor(artifact: ModelArtifact, *, custom_modules: Sequence[str] = 
     return predict
 
 
+def predictor_kind(predict) -> str:
+    """``line_projection`` or ``keras``: which predictor ``build_predictor`` returned (run manifest)."""
+    return "line_projection" if hasattr(predict, "predict_rows") else "keras"
+
+
 def checked_line_predictor(artifact: ModelArtifact, model, predict, where: str):
     """The model's ``LinePredictor`` once it passes the golden check, else None (logged).
 

@@ -59,11 +59,11 @@ class RunRecorder:
 
     def scoring(self, *, seconds: float, builds: int, window: int, stride: int, partitions: int = 0,
                 tf_threads: int = 0, warm_up: dict | None = None, predictor: str = "",
-                presorted: bool = False) -> None:
+                presorted: bool = False, smoke_test: str = "driver") -> None:
         self.data["scoring"] = {"seconds": round(seconds, 3), "model_builds": builds, "window_size": window,
                                 "stride": stride, "partitions": partitions, "tf_threads": tf_threads or "task cpus",
                                 "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras",
-                                "sort": "input order" if presorted else "spark"}
+                                "sort": "input order" if presorted else "spark", "smoke_test": smoke_test}
 
     def output(self, spark, config: JobConfig, paths, plan) -> int:
         """Read back what this run wrote: rows, per-label counts, metrics."""

@@ -46,7 +46,7 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     settings = {**DEFAULT_CONF, **dict(conf or {})}
-    if not _submitted_with_master():
+    if not submitted_with_master():
         master = master or "local[*]"
         builder = builder.master(master)
         if is_local_master(master):
@@ -70,7 +70,8 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
 def start_tensorflow_import() -> threading.Thread:
     """Import Keras (and TensorFlow) on a daemon thread; returns the thread.
 
-    The driver needs TensorFlow for its smoke test, and the import costs
+    The driver needs TensorFlow for its smoke test (unless the warm-up
+    makes it: ``cli.driver_needs_tensorflow``), and the import costs
     seconds of CPU. Started before ``getOrCreate``, it overlaps the JVM's
     start-up (a separate process; the main thread only waits on a socket)
     instead of running later beside the validation scan, where it holds the
@@ -96,7 +97,7 @@ def is_local_master(master: str) -> bool:
     return master.startswith("local") and not master.startswith("local-cluster")
 
 
-def _submitted_with_master() -> bool:
+def submitted_with_master() -> bool:
     """True when running under spark-submit, which sets spark.master itself."""
     return "PYSPARK_GATEWAY_PORT" in os.environ or "spark.master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
 

@@ -4,7 +4,9 @@ A scoring task's first seconds go to starting a Python worker, importing
 TensorFlow and building + golden-checking the model (~5 s of CPU on the
 benchmark's BiLSTM). None of it depends on the input, so a one-row
 ``mapInArrow`` job does it in a background thread while the validation scan
-runs; the scoring job then finds the worker idle with the model in its cache
+runs; it is also the run's smoke test (``job.checked_predictor``), so the
+driver does not build the model a second time. The scoring job then finds
+the worker idle with the model in its cache
 (``worker_cache``), because Spark reuses Python workers between SQL jobs that
 run Arrow UDFs (``spark.python.worker.reuse``; an RDD job would get a
 different worker pool, which is why this is a DataFrame job).
@@ -26,6 +28,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
+from skol_spark.model_builder import predictor_kind
 from skol_spark.scoring import ScoringPlan, worker_predictor
 from skol_spark.spark_session import is_local_master
 
@@ -34,10 +37,14 @@ _GROUP = "skol-spark-warm-up"
 
 def wanted(sc, setting: str) -> bool:
     """``scoring.warm_up``: 'auto' (local masters that reuse workers), 'always' or 'never'."""
+    return wanted_for(sc.master, sc.getConf().get("spark.python.worker.reuse", "true"), setting)
+
+
+def wanted_for(master: str, worker_reuse: str | None, setting: str) -> bool:
+    """``wanted`` before the session exists (the CLI: whether the driver will need TensorFlow)."""
     if setting != "auto":
         return setting == "always"
-    reuse = (sc.getConf().get("spark.python.worker.reuse", "true") or "true").lower() == "true"
-    return is_local_master(sc.master) and reuse
+    return is_local_master(master) and (worker_reuse or "true").lower() == "true"
 
 
 class WarmUp:
@@ -48,6 +55,7 @@ class WarmUp:
         self.workers = max(1, workers)
         self.error: BaseException | None = None
         self.built = 0  # workers that built the model (the others held it from an earlier run)
+        self.predictor = ""  # line_projection or keras, as the workers built it (the run manifest)
         self.seconds = 0.0
         from pyspark import InheritableThread  # cleans up its JVM thread's local properties (job group)
 
@@ -68,17 +76,20 @@ class WarmUp:
             faults.maybe_inject("warm-up", TaskContext.get().attemptNumber())  # tests: SKOL_FAULT=...:partition=warm-up
             for _ in batches:
                 pass
-            _, built = worker_predictor(plan, handle.value, builds)
+            predict, built = worker_predictor(plan, handle.value, builds)
             yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
-                                              "built": pa.array([built], pa.bool_())})
+                                              "built": pa.array([built], pa.bool_()),
+                                              "predictor": pa.array([predictor_kind(predict)], pa.string())})
 
         sc = self.spark.sparkContext
         started = time.monotonic()
         try:
             # job group: a thread-local property, so that cancel() reaches this job only
             sc.setJobGroup(_GROUP, "skol-spark: build the model in the Python workers", interruptOnCancel=True)
-            rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(warm, "pid long, built boolean")
-            self.built = sum(r["built"] for r in rows.collect())
+            rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
+                warm, "pid long, built boolean, predictor string").collect()
+            self.built = sum(r["built"] for r in rows)
+            self.predictor = "+".join(sorted({r["predictor"] for r in rows}))  # one kind unless a worker fell back
         except BaseException as e:  # re-raised on the main thread by wait()
             self.error = e
         finally:

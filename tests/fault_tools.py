@@ -76,15 +76,21 @@ def run_cli(argv: list[str]) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue(), time.monotonic() - started)
 
 
+# the CLI, then one stdout line saying whether the driver process imported TensorFlow
+PROBED_CLI = ("import sys; from skol_spark.cli import main; rc = main(sys.argv[1:]); "
+              "print('driver imported tensorflow:', 'tensorflow' in sys.modules); sys.exit(rc)")
+
+
 def run_cli_subprocess(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 240,
-                       background: bool = False):
-    """The CLI in a new interpreter (new process group). ``background`` returns the Popen."""
+                       background: bool = False, probe_driver: bool = False):
+    """The CLI in a new interpreter (new process group). ``background`` returns the Popen; ``probe_driver``
+    adds the ``PROBED_CLI`` line."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("SKOL_FAULT", "PYSPARK_GATEWAY_PORT",
                                                                "PYSPARK_GATEWAY_SECRET")}
     full_env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PYSPARK_PYTHON": sys.executable,
                      "PYSPARK_DRIVER_PYTHON": sys.executable})
     full_env.update(env or {})
-    cmd = [sys.executable, "-m", "skol_spark.cli", *argv]
+    cmd = [sys.executable, *(("-c", PROBED_CLI) if probe_driver else ("-m", "skol_spark.cli")), *argv]
     proc = subprocess.Popen(cmd, env=full_env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     if background:

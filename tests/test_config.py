@@ -85,3 +85,30 @@ def test_watermark_without_its_column_is_refused():
     with pytest.raises(ConfigError, match="needs input.watermark_col"):
         config_from_dict({"model": {"name": "m"}, "input": {"path": "in", "watermark_min": "2026-11-01"},
                           "output": {"path": "out"}})
+
+
+@pytest.mark.parametrize("overrides, needs", [
+    ([], False),  # the default: local[*] with a warm-up, whose workers make the smoke test
+    (["job.master=local[2,2]"], False),
+    (["scoring.warm_up=never"], True),  # the driver's own smoke test needs TensorFlow
+    (["job.master=spark://head:7077"], True),  # a cluster: no warm-up on auto
+    (["job.master=local-cluster[2,1,1024]"], True),
+    (["job.master=spark://head:7077", "scoring.warm_up=always"], False),
+    (["job.spark_conf.spark.python.worker.reuse=false"], True),  # no worker left to score with the warm model
+])
+def test_the_driver_imports_tensorflow_only_when_it_makes_the_smoke_test(tmp_path, overrides, needs):
+    from skol_spark.cli import driver_needs_tensorflow
+
+    config = load_config(write(tmp_path, "model:\n  name: m\ninput:\n  path: in\noutput:\n  path: out\n"), overrides)
+    assert driver_needs_tensorflow(config) is needs
+
+
+@pytest.mark.parametrize("warm_up, needs", [("auto", False), ("never", True)])
+def test_a_running_session_tells_whether_the_driver_needs_tensorflow(spark, tmp_path, warm_up, needs):
+    """Under spark-submit the CLI decides once the session exists (spark-submit chose the master)."""
+    from skol_spark.cli import driver_needs_tensorflow
+
+    assert spark.sparkContext.master.startswith("local")
+    config = load_config(write(tmp_path, "model:\n  name: m\ninput:\n  path: in\noutput:\n  path: out\n"),
+                         [f"scoring.warm_up={warm_up}"])
+    assert driver_needs_tensorflow(config, spark.sparkContext) is needs

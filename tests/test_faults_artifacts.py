@@ -293,8 +293,11 @@ def test_M9_pickle_in_place_of_weights_is_refused_never_unpickled(spark, tmp_pat
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("warm_up", ["auto", "never"])
 def test_M10_model_that_cannot_predict_fails_the_driver_smoke_test(spark, tmp_path, redis_server, redis_client,
-                                                                    closure_model, input_path):
+                                                                    closure_model, input_path, warm_up):
+    """With a warm-up (local masters) its workers' build fails first and the driver repeats the check, so the
+    error is the driver's either way, before anything is written."""
     from tests.conftest import build_bilstm
 
     broken = build_bilstm()
@@ -302,10 +305,11 @@ def test_M10_model_that_cannot_predict_fails_the_driver_smoke_test(spark, tmp_pa
     store = ModelStore(redis_client, prefix=f"fan{uuid.uuid4().hex[:6]}")
     store.publish(broken, MODEL, labels=LABELS, aliases=["production"])
     job = write_config(tmp_path / "job.yaml", redis_url=redis_server.url, prefix=store.prefix, model=MODEL,
-                       input_path=input_path, output_path=tmp_path / "out")
+                       input_path=input_path, output_path=tmp_path / "out", scoring={"warm_up": warm_up})
 
     result = run_cli(predict_args(job))
 
     assert result.code == errors.EnvironmentMismatchError.exit_code, result.err[-2000:]
     assert "on driver: golden outputs differ by nan" in result.error_line
+    assert ("the warm-up job failed to build the model" in result.err) == (warm_up == "auto")
     assert_no_output(tmp_path / "out")

@@ -311,16 +311,34 @@ def test_warm_up_builds_the_model_once_in_the_worker_that_then_scores(tmp_path, 
     for setting in ("auto", "never"):
         conf = job(tmp_path, redis_server, prefix, data, name=f"{setting}.yaml", output=tmp_path / setting,
                    scoring={"warm_up": setting}, job={"master": "local[2]", "progress": False})
-        result = run_cli_subprocess(predict_args(conf))
+        result = run_cli_subprocess(predict_args(conf), probe_driver=True)
         assert result.code == 0, result.err[-2000:]
         runs[setting] = manifest_of(result)["scoring"], read_output(tmp_path / setting)
+        # the warm-up is the smoke test: the driver never imports TensorFlow, not even in the background
+        assert f"driver imported tensorflow: {setting == 'never'}" in result.out
 
     scoring, table = runs["auto"]
     assert scoring["partitions"] == 1 and scoring["warm_up"]["workers"] == 1
     assert scoring["warm_up"]["built"] == 1  # the warm-up job built it ...
     assert scoring["model_builds"] == 1  # ... and the scoring task did not build it again
+    assert scoring["smoke_test"] == "warm-up"  # ... nor did the driver
+    assert scoring["predictor"] == runs["never"][0]["predictor"] == "line_projection"
     assert runs["never"][0]["warm_up"] == {"workers": 0} and runs["never"][0]["model_builds"] == 1
+    assert runs["never"][0]["smoke_test"] == "driver"
     assert table.num_rows == data[1] and close(by_key(table), by_key(runs["never"][1]))
+
+
+def test_a_failed_warm_up_fails_the_run_before_scoring_after_the_driver_checked_the_model(tmp_path, redis_server,
+                                                                                        prefix, data):
+    """The warm-up is the run's smoke test: when it fails for a reason that is not the model's (the driver's own
+    check passes), its error stands and nothing is written."""
+    conf = job(tmp_path, redis_server, prefix, data, job={"master": "local[2]", "progress": False})
+    result = run_cli_subprocess(predict_args(conf), env={"SKOL_FAULT": "fail:partition=warm-up"}, timeout=300)
+
+    assert result.code == errors.JobFailedError.exit_code, result.err[-3000:]
+    assert "injected failure (SKOL_FAULT) in partition warm-up" in result.error_line
+    assert "the warm-up job failed to build the model" in result.err and "checking it on the driver" in result.err
+    assert_no_output(tmp_path / "out")
 
 
 @pytest.mark.slow
@@ -335,5 +353,6 @@ def test_a_hung_warm_up_is_cancelled_at_the_timeout_and_scoring_builds_the_model
     assert "warm-up job did not finish within job.timeout_seconds=25" in result.err
     scoring = manifest_of(result)["scoring"]
     assert scoring["warm_up"]["built"] == 0 and scoring["model_builds"] == 1  # the scoring task built it
+    assert scoring["smoke_test"] == "driver"  # and the driver checked the model before scoring started
     table = read_output(tmp_path / "out")
     assert table.num_rows == data[1] and close(by_key(table), by_key(clean[0]))
