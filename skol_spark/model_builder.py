@@ -261,13 +261,15 @@ def make_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
 
     One ``tf.function`` with an unknown batch dimension traces once, so
     batches of any size reuse the same graph (Keras ``predict`` adds ~ms of
-    per-call overhead and its own batching on top).
+    per-call overhead and its own batching on top). Without AutoGraph, like
+    Keras 3's own predict step (``do_not_convert``): a Keras model's code
+    does not rely on it, and rewriting source costs trace time in every worker.
     """
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
 
-    @tf.function(input_signature=[spec], reduce_retracing=True)
+    @tf.function(input_signature=[spec], reduce_retracing=True, autograph=False)
     def call(x):
         return model(as_declared_input(model, x), training=False)
 
@@ -338,4 +340,5 @@ def checked_line_predictor(artifact: ModelArtifact, model, predict, where: str):
         log.warning("line projection does not reproduce model %r v%s on %s (%s); predicting through Keras' "
                     "own call", artifact.name, artifact.version, where, str(e).split(". ")[0])
         return None
+    fast.trace_sparse_product()
     return fast

@@ -114,18 +114,21 @@ class LinePredictor:
 
         # Three traced functions, not two whole ones: the model part (the slow trace, ~1 s) is traced
         # once, by the golden check during the build, whichever product the scoring batches then take.
+        # autograph=False: this code branches on Python values only (its loop is an explicit while_loop),
+        # and rewriting its source was half of that trace (cProfile); the Keras layers it calls run
+        # unconverted either way, as Keras is on AutoGraph's do-not-convert list.
         @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.int64), tf.TensorSpec([None], tf.float32),
-                                      tf.TensorSpec([], tf.int64)])
+                                      tf.TensorSpec([], tf.int64)], autograph=False)
         def sparse_product(index, values, lines):
             shape = tf.stack([lines, tf.constant(self.features, tf.int64)])
             return tf.sparse.sparse_dense_matmul(tf.SparseTensor(index, values, shape), self.kernel)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, self.features], tf.float32)])
+        @tf.function(input_signature=[tf.TensorSpec([None, self.features], tf.float32)], autograph=False)
         def dense_product(lines):
             return tf.matmul(lines, self.kernel)
 
         @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32),
-                                      tf.TensorSpec([None, self.window], tf.int64)])
+                                      tf.TensorSpec([None, self.window], tf.int64)], autograph=False)
         def windows_through_model(product, rows):
             lines = tf.shape(product, out_type=tf.int64)[0]
             padded = tf.concat([product, tf.zeros([1, width], product.dtype)], axis=0)  # row `lines`: padding
@@ -191,6 +194,11 @@ class LinePredictor:
         n = windows.shape[0]
         rows = np.arange(n * self.window, dtype=np.int64).reshape(n, self.window)
         return self._model(self._dense_product(windows.reshape(-1, self.features)), rows).numpy()
+
+    def trace_sparse_product(self) -> None:
+        """Trace the sparse product in the build (the warm-up, off the scoring path) instead of on the first
+        scoring batch: the golden check's dense windows traced the other two functions."""
+        self._sparse_product(np.zeros((0, 2), np.int64), np.zeros(0, np.float32), np.int64(1))
 
     def predict_rows(self, features: FeatureSource, rows: np.ndarray) -> np.ndarray:
         """``float32[n, window, classes]`` for the windows whose lines ``rows`` names."""

@@ -188,8 +188,15 @@ def test_build_returns_the_line_predictor_when_it_passes_the_golden_check(store,
 
     artifact = publish(store, closure_model)
     assert artifact.manifest.get("golden")
-    assert isinstance(build_predictor(artifact, line_projection=True), LinePredictor)
+    fast = build_predictor(artifact, line_projection=True)
+    assert isinstance(fast, LinePredictor)
     assert not hasattr(build_predictor(artifact, line_projection=False), "predict_rows")
+    # the build traced every function a scoring batch calls, so the first batch does not trace
+    traced = [fast._sparse_product, fast._dense_product, fast._model]
+    assert [f.experimental_get_tracing_count() for f in traced] == [1, 1, 1]
+    lines = to_sparse(DenseFeatures(np.random.default_rng(2).random((WINDOW + 3, FEATURES), dtype=np.float32)))
+    fast.predict_rows(lines, np.arange(2 * WINDOW).reshape(2, WINDOW) % (WINDOW + 3))
+    assert [f.experimental_get_tracing_count() for f in traced] == [1, 1, 1]
 
 
 def test_a_line_predictor_that_disagrees_falls_back_to_keras(store, closure_model, monkeypatch, caplog):
