@@ -69,10 +69,14 @@ class RunRecorder:
         """Read back what this run wrote: rows, per-label counts, metrics."""
         from pyspark.sql import functions as F
 
+        from skol_spark.sink import FILE_FORMATS, read_published_run
+
         out = config.output
         if out.table:
             written = spark.table(out.table).where(F.col("run_id") == self.run_id)
-        else:
+        elif out.format in FILE_FORMATS and not out.dynamic_partition_overwrite:
+            written = read_published_run(spark, paths, fmt=out.format)
+        else:  # run_id is a column of the files (dynamic overwrite) or of a table format's partitions (delta)
             written = spark.read.format(out.format).load(out.path).where(F.col("run_id") == self.run_id)
         counts = {r["label"]: int(r["count"]) for r in written.groupBy("label").count().collect()}
         rows = sum(counts.values())

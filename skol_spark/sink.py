@@ -259,6 +259,20 @@ def write_staged(df, paths: OutputPaths, *, fmt: str, partition_by: tuple[str, .
             .save(staged_run)
 
 
+def read_published_run(spark, paths: OutputPaths, *, fmt: str):
+    """This run's published rows (file formats written by ``write_staged``), read from its own ``run_id=``
+    directory.
+
+    The manifest's counts and the report are read back after every run. An
+    append or incremental output gathers one directory per run, and reading
+    the whole output filtered by run_id makes Spark list (and, for a schema,
+    sample) every earlier run's files first: work that grows with the
+    output's history. ``basePath`` keeps run_id (and any ``partition_by``
+    columns under it) as columns, as a read of the whole output would.
+    """
+    return spark.read.format(fmt).option("basePath", paths.output).load(f"{paths.output}/{paths.partition_dir}")
+
+
 def publish(fs: HadoopFS, paths: OutputPaths, mode: str) -> None:
     """Move the staged run into place (see module docstring for the per-mode steps)."""
     staged_run = f"{paths.staging}/{paths.partition_dir}"

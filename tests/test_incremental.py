@@ -107,6 +107,25 @@ def test_manifest_counts_equal_the_output(spark, job, published):
     assert manifest["model"]["weights_sha256"] == published["store"].manifest(MODEL, 1)["weights"]["sha256"]
 
 
+def test_the_read_back_of_a_run_reads_only_its_own_directory(spark, job, published):
+    """The manifest's counts come from the run's own files, not from a listing of every earlier run."""
+    from skol_spark.sink import OutputPaths, read_published_run
+
+    write_input(job["input"] / "part-0.parquet", make_documents("a", 3, seed=1))
+    assert run(job["conf"]) == 0
+    write_input(job["input"] / "part-1.parquet", make_documents("b", 4, seed=2))
+    assert run(job["conf"]) == 0
+    first, second = manifests(job["output"])
+    output = str(job["output"])
+    for manifest in (first, second):
+        run_id = manifest["run_id"]
+        written = read_published_run(spark, OutputPaths(output, run_id), fmt="parquet")
+        assert written.inputFiles() and all(f"/run_id={run_id}/" in f for f in written.inputFiles())
+        assert {r["run_id"] for r in written.select("run_id").distinct().collect()} == {run_id}
+        assert written.count() == manifest["output"]["rows_written"] == manifest["input"]["lines"]
+    assert first["output"]["rows_written"] != second["output"]["rows_written"]
+
+
 def test_watermark_restricts_input_and_an_older_batch_is_still_written(spark, job, published):
     old = make_documents("old", 3, seed=5)
     new = make_documents("new", 4, seed=6)
