@@ -272,6 +272,9 @@ def validate(config: JobConfig) -> None:
         raise ConfigError("scoring.max_quarantine_fraction: expected a fraction between 0 and 1")
     if s.bad_input == "quarantine" and not s.quarantine_path:
         raise ConfigError("scoring.bad_input=quarantine needs scoring.quarantine_path (where bad lines go)")
+    if o.format.lower() in ("csv", "text"):
+        raise ConfigError(f"output.format: {o.format} cannot hold the probabilities column (an array of floats); "
+                          "use parquet (the default), orc or json, or a table format")
     if o.mode == "incremental" and not o.path:
         raise ConfigError("output.mode=incremental needs output.path (incremental table sinks are not supported)")
     if o.dynamic_partition_overwrite and (not o.partition_by or o.mode != "overwrite"):

@@ -227,7 +227,7 @@ def check_mode(fs: HadoopFS, output: str, mode: str) -> None:
 
 # Formats whose output is a directory of files, one set per write: a run's partition directory can be
 # written on its own. Others (a Delta table's log sits at its root) keep Spark's partitioned write.
-FILE_FORMATS = ("parquet", "orc", "avro", "json", "csv")
+FILE_FORMATS = ("parquet", "orc", "avro", "json")  # csv and text cannot hold arrays: refused by config
 
 
 def write_staged(df, paths: OutputPaths, *, fmt: str, partition_by: tuple[str, ...]) -> None:

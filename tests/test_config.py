@@ -48,6 +48,8 @@ def test_yaml_and_overrides_build_a_frozen_typed_config(tmp_path):
     ("scoring.stride=9", "stride"),
     ("redis.socket_timeout=0", "socket_timeout"),
     ("output.dynamic_partition_overwrite=true", "partition_by"),
+    ("output.format=csv", "output.format: csv cannot hold the probabilities column"),
+    ("output.format=text", "use parquet (the default), orc or json"),
 ])
 def test_bad_values_name_the_field(override, field):
     overrides = [override] + (["scoring.window_size=8"] if "stride" in override else [])

@@ -246,6 +246,25 @@ def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, pu
     assert_matches_reference(rows, reference(published["model"], docs, 3))
 
 
+@pytest.mark.parametrize("fmt", ["orc", "json"])
+def test_other_file_formats_hold_the_same_rows_and_counts(spark, published, tmp_path, fmt):
+    """The formats the README names besides Parquet: written, read back for the manifest's counts, equal to Keras."""
+    docs = make_documents(seed=37)
+    input_path = write_input(spark, tmp_path / "in", docs)
+    output = str(tmp_path / "out")
+    result = run_job(spark, job_config(published, input_path, output, f"output.format={fmt}"))
+
+    rows = spark.read.format(fmt).load(output).collect()
+    assert {r["run_id"] for r in rows} == {result.run_id}
+    assert_matches_reference(rows, reference(published["model"], docs, 3))
+    run_dir = os.path.join(output, f"run_id={result.run_id}")
+    assert any(n.startswith("part-") and n.endswith(f".{fmt}") for n in os.listdir(run_dir))
+    manifest = manifest_of(result)
+    assert manifest["output"]["rows_written"] == len(rows) == sum(LENGTHS)
+    labels = [r["label"] for r in rows]
+    assert manifest["output"]["label_counts"] == {lab: labels.count(lab) for lab in LABELS}
+
+
 def test_empty_input_is_a_successful_run_with_zero_rows(spark, published, tmp_path):
     input_path = write_input(spark, tmp_path / "in", {}, "array")
     output = str(tmp_path / "out")
