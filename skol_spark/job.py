@@ -444,7 +444,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
     recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
                      stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads,
                      warm_up=warm_up, predictor=predictor, presorted=plan.presorted, smoke_test=smoke_test)
-    return recorder.output(spark, config, paths, plan)
+    return recorder.output(spark, config, paths, plan, schema=scored.schema)
 
 
 _ERROR_LINE = re.compile(r"(?:skol_spark\.errors\.)?(\w+(?:Error|Exception)): (.+)")

@@ -65,8 +65,8 @@ class RunRecorder:
                                 "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras",
                                 "sort": "input order" if presorted else "spark", "smoke_test": smoke_test}
 
-    def output(self, spark, config: JobConfig, paths, plan) -> int:
-        """Read back what this run wrote: rows, per-label counts, metrics."""
+    def output(self, spark, config: JobConfig, paths, plan, schema=None) -> int:
+        """Read back what this run wrote: rows, per-label counts, metrics. ``schema``: of the written rows."""
         from pyspark.sql import functions as F
 
         from skol_spark.sink import FILE_FORMATS, read_published_run
@@ -75,7 +75,7 @@ class RunRecorder:
         if out.table:
             written = spark.table(out.table).where(F.col("run_id") == self.run_id)
         elif out.format in FILE_FORMATS and not out.dynamic_partition_overwrite:
-            written = read_published_run(spark, paths, fmt=out.format)
+            written = read_published_run(spark, paths, fmt=out.format, schema=schema)
         else:  # run_id is a column of the files (dynamic overwrite) or of a table format's partitions (delta)
             written = spark.read.format(out.format).load(out.path).where(F.col("run_id") == self.run_id)
         counts = {r["label"]: int(r["count"]) for r in written.groupBy("label").count().collect()}

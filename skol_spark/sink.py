@@ -259,7 +259,7 @@ def write_staged(df, paths: OutputPaths, *, fmt: str, partition_by: tuple[str, .
             .save(staged_run)
 
 
-def read_published_run(spark, paths: OutputPaths, *, fmt: str):
+def read_published_run(spark, paths: OutputPaths, *, fmt: str, schema=None):
     """This run's published rows (file formats written by ``write_staged``), read from its own ``run_id=``
     directory.
 
@@ -269,8 +269,14 @@ def read_published_run(spark, paths: OutputPaths, *, fmt: str):
     sample) every earlier run's files first: work that grows with the
     output's history. ``basePath`` keeps run_id (and any ``partition_by``
     columns under it) as columns, as a read of the whole output would.
+    ``schema``, the scored DataFrame's (the files hold exactly it), spares
+    Spark a job that infers it: a footer read for Parquet, a second pass over
+    every written line for JSON.
     """
-    return spark.read.format(fmt).option("basePath", paths.output).load(f"{paths.output}/{paths.partition_dir}")
+    reader = spark.read.format(fmt).option("basePath", paths.output)
+    if schema is not None:
+        reader = reader.schema(schema)
+    return reader.load(f"{paths.output}/{paths.partition_dir}")
 
 
 def publish(fs: HadoopFS, paths: OutputPaths, mode: str) -> None:
