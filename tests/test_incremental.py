@@ -48,8 +48,9 @@ def run(conf: str, *extra: str) -> int:
 
 def manifests(output: Path) -> list[dict]:
     runs = output.parent / f"{output.name}_runs"
-    found = [json.loads(p.read_text()) for p in runs.glob("*/manifest.json")]
-    return sorted(found, key=lambda m: m["started_at"] + m["run_id"])
+    # in the order they were written: started_at has whole seconds, and a warm run can take less than one
+    paths = sorted(runs.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime_ns)
+    return [json.loads(p.read_text()) for p in paths]
 
 
 def rows_of_run(table, run_id: str):
