@@ -27,6 +27,7 @@ BAD_INPUT_POLICIES = ("refuse", "quarantine")
 WARM_UP = ("auto", "always", "never")
 PREDICTORS = ("auto", "keras")
 SORT_POLICIES = ("auto", "always")
+VALIDATION_SCANS = ("auto", "spark")
 RESCORE_POLICIES = ("new-version", "never")
 
 
@@ -65,6 +66,7 @@ class InputConfig:
     watermark_col: str = ""
     watermark_min: str = ""
     clustered_by_doc: bool = False
+    validation: str = "auto"  # auto: small local Parquet inputs on local masters are checked with Arrow
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,7 @@ def validate(config: JobConfig) -> None:
     _one_of("scoring.warm_up", s.warm_up, WARM_UP)
     _one_of("scoring.predictor", s.predictor, PREDICTORS)
     _one_of("scoring.sort", s.sort, SORT_POLICIES)
+    _one_of("input.validation", config.input.validation, VALIDATION_SCANS)
     _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
     _one_of("job.jvm_jit", config.job.jvm_jit, jvm_jit.MODES)
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)

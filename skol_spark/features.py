@@ -117,7 +117,7 @@ def decode_features(column: pa.Array | pa.ChunkedArray, size: int) -> FeatureSou
                      "or struct<indices: array<int>, values: array<float>>")
 
 
-def _list_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def list_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(offsets int64[n+1], flat values) of a list array, honouring slices."""
     if pa.types.is_fixed_size_list(arr.type):
         width = arr.type.list_size
@@ -129,7 +129,7 @@ def _list_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode_dense_list(column: pa.Array, size: int) -> DenseFeatures:
-    offsets, flat = _list_parts(column)
+    offsets, flat = list_parts(column)
     lengths = np.diff(offsets)
     bad = np.flatnonzero(lengths != size)
     if bad.size:
@@ -138,8 +138,8 @@ def _decode_dense_list(column: pa.Array, size: int) -> DenseFeatures:
 
 
 def _csr(indices_col: pa.Array, values_col: pa.Array, size: int) -> SparseFeatures:
-    ind_offsets, indices = _list_parts(indices_col)
-    val_offsets, values = _list_parts(values_col)
+    ind_offsets, indices = list_parts(indices_col)
+    val_offsets, values = list_parts(values_col)
     if not np.array_equal(ind_offsets, val_offsets):
         raise ValueError("sparse features: indices and values have different lengths in some row")
     return _checked_csr(ind_offsets, indices, values, size)
@@ -178,13 +178,13 @@ def _decode_vector(column: pa.StructArray, size: int) -> FeatureSource:
     if np.all(sparse_rows):
         return _csr(column.field("indices"), values_col, size)
     # Mixed dense and sparse rows: give dense rows the indices 0..size-1.
-    val_offsets, values = _list_parts(values_col)
+    val_offsets, values = list_parts(values_col)
     lengths = np.diff(val_offsets)
     if np.any(lengths[~sparse_rows] != size):
         raise ValueError(f"dense vectors with {int(lengths[~sparse_rows][lengths[~sparse_rows] != size][0])} "
                          f"values, the model needs {size}")
     indices_col = column.field("indices")
-    _, sparse_indices = _list_parts(indices_col.fill_null(pa.scalar([], indices_col.type)))
+    _, sparse_indices = list_parts(indices_col.fill_null(pa.scalar([], indices_col.type)))
     indices = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(val_offsets[:-1], lengths)
     from_sparse = np.repeat(sparse_rows, lengths)
     if int(from_sparse.sum()) != len(sparse_indices):

@@ -110,6 +110,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     # started first: the worker's TensorFlow import overlaps the driver's input checks (cold JVM, seconds)
     warm = WarmUp(spark, plan, handle, builds, warm_workers).start() if warm_wanted else None
     lock = OutputLock(fs, paths) if fs else None
+    reader = None
     try:
         df = read_input(spark, config)
         kind = check_schema(df, doc_col=config.input.doc_id_col, line_col=config.input.line_col,
@@ -126,8 +127,9 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         # the input's read order reaches the scoring task only as read: not through the incremental anti-join
         check_order = config.scoring.sort == "auto" and out.mode != "incremental" and \
             reads_input_partitions(config, early_partitions)
-        report = scan_input(df, kind=kind, feature_size=artifact.feature_size, **keys, before_run=smoke.start,
-                            check_clustered=trusts_clustering(config, early_partitions), check_order=check_order)
+        report = validation_scan(sc, df, config, kind=kind, feature_size=artifact.feature_size, keys=keys,
+                                 before_run=smoke.start, check_order=check_order,
+                                 check_clustered=trusts_clustering(config, early_partitions))
         recorder.input(report)
         refuse_split_documents(report, doc_col=config.input.doc_id_col)
         if not report.ok:
@@ -135,7 +137,12 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         if out.mode == "incremental" and report.lines == 0:
             raise NothingToDo(f"incremental: every document in the input is already scored by model "
                               f"{artifact.name!r} v{artifact.version} in {out.path or out.table}; nothing to do")
+        if warm and report.scan == "arrow":
+            reader = warm_input_reader(df, [config.input.doc_id_col, config.input.line_col,
+                                            config.input.features_col])
         predictor = checked_predictor(smoke, warm, config.job.timeout_seconds)
+        if reader:
+            reader.join()  # done by now; its job must not compete with scoring
         partitions = scoring_layout(sc, config, report.lines)[0]
         # quarantine filters the input: its order is no longer the one the scan saw
         plan = replace(plan, partitions=partitions, presorted=report.ok and report.in_document_order
@@ -144,6 +151,8 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
                                warm_up=warm.summary() if warm else None, predictor=predictor,
                                smoke_test=smoke.where)
     finally:
+        if reader:
+            reader.join()
         if warm:
             warm.cancel()
         if lock:
@@ -151,6 +160,56 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
         handle.destroy()
     return RunResult(run_id=run_id, status="succeeded", rows_written=rows, manifest=recorder.data,
                      manifest_path=recorder.manifest_path)
+
+
+def validation_scan(sc, df, config: JobConfig, *, kind: str, feature_size: int, keys: dict, before_run,
+                    check_order: bool, check_clustered: bool):
+    """The input's ``InputReport``: from Arrow in the driver for a small local Parquet input on a local master
+    (``input.validation: auto``; no cold-JVM query beside the warm-up), else from one Spark job."""
+    from skol_spark import local_scan
+
+    inp = config.input
+    files = None
+    if inp.validation == "auto" and is_local_master(sc.master) and not check_clustered and inp.path \
+            and not inp.table and inp.format == "parquet" and not inp.watermark_min \
+            and config.output.mode != "incremental":
+        files = local_scan.eligible_files(inp.path)
+    if files is not None:
+        before_run()
+        columns = local_scan.Columns(doc=keys["doc_col"], line=keys["line_col"], features=keys["features_col"],
+                                     kind=kind, feature_size=feature_size)
+        try:
+            return local_scan.scan_files(files, columns, check_order=check_order)
+        except local_scan.Declined as e:
+            log.info("validating the input with Spark: the Arrow scan declined it (%s)", e)
+    return scan_input(df, kind=kind, feature_size=feature_size, **keys, before_run=before_run,
+                      check_clustered=check_clustered, check_order=check_order)
+
+
+READER_WARM_UP_ROWS = 20_000
+
+
+def warm_input_reader(df, columns: list[str]):
+    """Read the input's first rows into Spark's no-op sink in the background; returns the thread.
+
+    After a Spark validation scan the JVM has run its Parquet reader over the
+    whole input; after the Arrow scan it has not, and the scoring task would
+    JIT-compile that code (nested columns: the features' lists) while
+    TensorFlow wants both cores: its first batch came 0.4-0.5 s later and
+    the stage ran slower (traced at 200k lines). A ``limit`` read costs the
+    JVM ~0.1 s of task time, beside the worker's TensorFlow import.
+    """
+    from pyspark import InheritableThread
+
+    def read() -> None:
+        try:
+            df.select(*columns).limit(READER_WARM_UP_ROWS).write.format("noop").mode("overwrite").save()
+        except Exception as e:  # an optimisation only: scoring reads the input itself and reports its errors
+            log.debug("reading the input's first rows ahead of scoring failed: %s", e)
+
+    thread = InheritableThread(target=read, name="skol-reader-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def resolve_window(config: JobConfig, artifact) -> tuple[int, int]:

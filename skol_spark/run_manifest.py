@@ -51,7 +51,7 @@ class RunRecorder:
                               "window_size": artifact.window_size, "feature_size": artifact.feature_size}
 
     def input(self, report) -> None:
-        self.data["input"].update({"lines": report.lines, "documents": report.documents,
+        self.data["input"].update({"lines": report.lines, "documents": report.documents, "validated_by": report.scan,
                                    "problems": {k: {"lines": c, "example": e} for k, (c, e) in report.bad.items() if c}})
 
     def quarantine(self, info: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ class InputReport:
     bad: dict[str, tuple[int, Any]] = field(default_factory=dict)
     split_documents: tuple[int, Any] = (0, None)  # (count, example doc) spanning input partitions, if checked
     scattered_documents: int = -1  # documents whose lines are not one run of the input's rows (-1: not checked)
+    scan: str = "spark"  # which scan made the report: spark, or arrow (local_scan)
 
     @property
     def in_document_order(self) -> bool:
@@ -86,7 +87,8 @@ def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
     if kind == "vector":
         from pyspark.ml.functions import vector_to_array
 
-        values = vector_to_array(feats, "float32")
+        # only where there is a vector: Spark 4's vector_to_array fails the job on a null one
+        values = F.when(feats.isNotNull(), vector_to_array(feats, "float32"))
         size = F.size(values)
     elif kind == "array":
         values, size = feats, F.size(feats)

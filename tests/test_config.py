@@ -37,6 +37,7 @@ def test_yaml_and_overrides_build_a_frozen_typed_config(tmp_path):
     ("scoring.warm_up=yes", "scoring.warm_up"),
     ("scoring.predictor=fast", "scoring.predictor"),
     ("scoring.sort=never", "scoring.sort"),
+    ("input.validation=arrow", "input.validation"),
     ("job.jvm_class_archive=on", "job.jvm_class_archive"),
     ("job.jvm_class_archive=off", "YAML reads on/off"),  # YAML false: refused with the reason
     ("job.jvm_jit=c1", "job.jvm_jit"),

@@ -246,6 +246,46 @@ def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, pu
     assert_matches_reference(rows, reference(published["model"], docs, 3))
 
 
+def _executions(spark, *needles):
+    """(submitted, completed, plan) of the SQL executions whose physical plan names every needle."""
+    import time
+
+    for _ in range(50):  # the listener bus records executions asynchronously
+        executions = spark._jsparkSession.sharedState().statusStore().executionsList()
+        found = [(e.submissionTime(), e.completionTime(), e.physicalPlanDescription())
+                 for e in (executions.apply(i) for i in range(executions.length()))]
+        found = [f for f in found if all(n in f[2] for n in needles)]
+        if found and all(f[1].isDefined() for f in found):
+            return [(s, c.get().getTime(), p) for s, c, p in found]  # epoch ms
+        time.sleep(0.1)
+    return []
+
+
+@pytest.mark.parametrize("validation", ["auto", "spark"])
+def test_local_parquet_is_validated_with_arrow_and_read_ahead_of_scoring(spark, published, tmp_path, validation):
+    """``input.validation: auto`` on a local master: the driver's Arrow scan instead of a Spark job, then the
+    input's first rows read into the no-op sink (the JVM's reader compiled before scoring, not in it)."""
+    docs = make_documents(seed=43)
+    input_path = write_input(spark, tmp_path / "in", docs)
+    output = str(tmp_path / "out")
+    result = run_job(spark, job_config(published, input_path, output, f"input.validation={validation}"))
+
+    manifest = manifest_of(result)
+    assert manifest["input"]["validated_by"] == {"auto": "arrow", "spark": "spark"}[validation]
+    assert (manifest["input"]["lines"], manifest["input"]["documents"]) == (sum(LENGTHS), len(docs))
+    reads_ahead = _executions(spark, "noop-table", str(tmp_path / "in"))
+    scans = _executions(spark, "HashAggregate", str(tmp_path / "in"))  # the Spark scan's aggregation
+    writes = _executions(spark, "InsertIntoHadoopFsRelationCommand", f"skol-staging-{result.run_id}")
+    assert len(writes) == 1
+    if validation == "auto":
+        assert not scans
+        assert len(reads_ahead) == 1 and "GlobalLimit" in reads_ahead[0][2]
+        assert reads_ahead[0][1] <= writes[0][0]  # done before scoring started
+    else:
+        assert len(scans) == 1 and not reads_ahead
+    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+
+
 @pytest.mark.parametrize("fmt", ["orc", "json"])
 def test_other_file_formats_hold_the_same_rows_and_counts(spark, published, tmp_path, fmt):
     """The formats the README names besides Parquet: written, read back for the manifest's counts, equal to Keras."""
