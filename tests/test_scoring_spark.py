@@ -286,6 +286,26 @@ def test_local_parquet_is_validated_with_arrow_and_read_ahead_of_scoring(spark, 
     assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
 
 
+def test_a_failing_arrow_scan_falls_back_to_the_spark_scan(spark, published, tmp_path, monkeypatch, caplog):
+    """The Arrow scan is an optimisation: if it breaks (fault injected), the run validates with Spark and
+    scores as before."""
+    from skol_spark import local_scan
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected fault in the Arrow scan")
+
+    monkeypatch.setattr(local_scan, "scan_files", broken)
+    docs = make_documents(seed=47)
+    input_path = write_input(spark, tmp_path / "in", docs)
+    output = str(tmp_path / "out")
+    with caplog.at_level("WARNING", logger="skol_spark.job"):
+        result = run_job(spark, job_config(published, input_path, output))
+
+    assert manifest_of(result)["input"]["validated_by"] == "spark"
+    assert "the Arrow validation scan failed (RuntimeError: injected fault in the Arrow scan)" in caplog.text
+    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+
+
 @pytest.mark.parametrize("fmt", ["orc", "json"])
 def test_other_file_formats_hold_the_same_rows_and_counts(spark, published, tmp_path, fmt):
     """The formats the README names besides Parquet: written, read back for the manifest's counts, equal to Keras."""
