@@ -129,8 +129,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
             reads_input_partitions(config, early_partitions)
         report = validation_scan(sc, df, config, kind=kind, feature_size=artifact.feature_size, keys=keys,
                                  before_run=smoke.start, check_order=check_order,
-                                 check_clustered=trusts_clustering(config, early_partitions),
-                                 after=warm.submitted if warm else None)
+                                 check_clustered=trusts_clustering(config, early_partitions))
         recorder.input(report)
         refuse_split_documents(report, doc_col=config.input.doc_id_col)
         if not report.ok:
@@ -164,14 +163,9 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
 
 
 def validation_scan(sc, df, config: JobConfig, *, kind: str, feature_size: int, keys: dict, before_run,
-                    check_order: bool, check_clustered: bool, after=None):
+                    check_order: bool, check_clustered: bool):
     """The input's ``InputReport``: from Arrow in the driver for a small local Parquet input on a local master
-    (``input.validation: auto``; no cold-JVM query beside the warm-up), else from one Spark job.
-
-    ``after``: an event the Arrow scan waits for (up to 2 s), the warm-up's submission. The scan holds the
-    GIL for much of its ~0.3 s, and the warm-up thread needs it to pickle and submit its job: without the
-    wait, the warm-up's stage, on the run's critical path, started ~0.3 s later (traced).
-    """
+    (``input.validation: auto``; no cold-JVM query beside the warm-up), else from one Spark job."""
     from skol_spark import local_scan
 
     inp = config.input
@@ -181,8 +175,6 @@ def validation_scan(sc, df, config: JobConfig, *, kind: str, feature_size: int, 
             and config.output.mode != "incremental":
         files = local_scan.eligible_files(inp.path)
     if files is not None:
-        if after is not None:
-            after.wait(2.0)
         before_run()
         columns = local_scan.Columns(doc=keys["doc_col"], line=keys["line_col"], features=keys["features_col"],
                                      kind=kind, feature_size=feature_size)
@@ -214,8 +206,7 @@ def warm_input_reader(df, columns: list[str]):
 
     def read() -> None:
         try:
-            df.select(*columns).limit(READER_WARM_UP_ROWS).groupBy(columns[0]).count() \
-                .write.format("noop").mode("overwrite").save()
+            df.select(*columns).limit(READER_WARM_UP_ROWS).write.format("noop").mode("overwrite").save()
         except Exception as e:  # an optimisation only: scoring reads the input itself and reports its errors
             log.debug("reading the input's first rows ahead of scoring failed: %s", e)
 

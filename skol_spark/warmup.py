@@ -23,7 +23,6 @@ mostly build a model no scoring task uses (``scoring.warm_up: always`` forces it
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Iterator
 
@@ -58,7 +57,6 @@ class WarmUp:
         self.built = 0  # workers that built the model (the others held it from an earlier run)
         self.predictor = ""  # line_projection or keras, as the workers built it (the run manifest)
         self.seconds = 0.0
-        self.submitted = threading.Event()  # set once the job is handed to the JVM (or failed before)
         from pyspark import InheritableThread  # cleans up its JVM thread's local properties (job group)
 
         self.thread = InheritableThread(target=self._run, name="skol-warm-up", daemon=True)
@@ -88,16 +86,13 @@ class WarmUp:
         try:
             # job group: a thread-local property, so that cancel() reaches this job only
             sc.setJobGroup(_GROUP, "skol-spark: build the model in the Python workers", interruptOnCancel=True)
-            job = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
-                warm, "pid long, built boolean, predictor string")
-            self.submitted.set()  # the Python side's work (pickling ``warm``) is done; the JVM's starts
-            rows = job.collect()
+            rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
+                warm, "pid long, built boolean, predictor string").collect()
             self.built = sum(r["built"] for r in rows)
             self.predictor = "+".join(sorted({r["predictor"] for r in rows}))  # one kind unless a worker fell back
         except BaseException as e:  # re-raised on the main thread by wait()
             self.error = e
         finally:
-            self.submitted.set()
             self.seconds = time.monotonic() - started
 
     def wait(self, timeout: float | None = None) -> bool:
