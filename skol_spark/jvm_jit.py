@@ -65,22 +65,31 @@ def parquet_rows(path: str, *, limit: int) -> int | None:
 
     Counting stops once it passes ``limit`` (the answer is then only "more").
     """
+    found = parquet_footers(path, limit=limit)
+    return None if found is None else found[1]
+
+
+def parquet_footers(path: str, *, limit: int) -> tuple[list[str], int] | None:
+    """(data files read, their rows) of a local Parquet input, from the footers, stopping once the rows pass
+    ``limit``; None when the input is not local, has more than ``MAX_FILES`` files, or a footer is unreadable
+    (Spark reports bad input properly; these answers only choose how to run)."""
     local = local_path(path)
     if local is None or not os.path.exists(local):
         return None
+    files, total = [], 0
     try:
         import pyarrow.parquet as pq
 
-        total = 0
-        for n, file in enumerate(parquet_files(local)):
-            if n >= MAX_FILES:
+        for file in parquet_files(local):
+            if len(files) >= MAX_FILES:
                 return None
+            files.append(file)
             total += pq.read_metadata(file).num_rows
             if total > limit:
                 break
-        return total
-    except Exception as e:  # a guess for a JVM flag must never fail the run; Spark reports bad input properly
-        log.debug("could not count the input's rows for the JIT choice: %s", e)
+        return files, total
+    except Exception as e:
+        log.debug("could not read the footers of %s: %s", path, e)
         return None
 
 

@@ -23,7 +23,6 @@ row-group boundaries only, in whatever order it packs the splits.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +33,7 @@ import pyarrow.compute as pc
 from skol_spark.features import list_parts
 from skol_spark.validate import FLAGS, InputReport
 
-log = logging.getLogger(__name__)
-
-MAX_LINES = 2_000_000  # above this, Spark's parallel scan is the cheaper one (benchmarks/README.md)
+MAX_LINES = 2_000_000  # ~1 s of one driver core (200k lines: 0.1 s warm); above it, Spark scans in parallel
 ROW_FLAGS = tuple(f for f in FLAGS if f != "duplicate")
 
 
@@ -55,26 +52,10 @@ class Columns:
 
 def eligible_files(path: str, *, max_lines: int = MAX_LINES) -> list[str] | None:
     """The input's data files when it is local Parquet of at most ``max_lines`` rows (footers only), else None."""
-    import os
+    from skol_spark.jvm_jit import parquet_footers
 
-    import pyarrow.parquet as pq
-
-    from skol_spark.jvm_jit import MAX_FILES, local_path, parquet_files
-
-    local = local_path(path)
-    if local is None or not os.path.exists(local):
-        return None
-    files, rows = [], 0
-    try:
-        for file in parquet_files(local):
-            files.append(file)
-            rows += pq.read_metadata(file).num_rows
-            if rows > max_lines or len(files) > MAX_FILES:
-                return None
-    except Exception as e:  # not Parquet, unreadable: Spark reports it properly
-        log.debug("the Arrow validation scan declined %s: %s", path, e)
-        return None
-    return files
+    found = parquet_footers(path, limit=max_lines)
+    return found[0] if found is not None and found[1] <= max_lines else None
 
 
 def scan_files(files: list[str], cols: Columns, *, check_order: bool = False) -> InputReport:
@@ -108,8 +89,7 @@ def key_flags(table: pa.Table, cols: Columns, *, part: int) -> pa.Table:
     """Per line: document, line number, the row flags of ``validate.line_flags``, and which row group."""
     doc, line = table.column(cols.doc).combine_chunks(), table.column(cols.line).combine_chunks()
     flags = feature_flags(table.column(cols.features).combine_chunks(), cols.kind, cols.feature_size)
-    flags["null_key"] = (doc.is_null().to_numpy(zero_copy_only=False)
-                         | line.is_null().to_numpy(zero_copy_only=False))
+    flags["null_key"] = _nulls(doc) | _nulls(line)
     columns = {"_doc": doc, "_line": line.cast(pa.int64())}
     columns.update({f: pa.array(flags[f], pa.bool_()) for f in ROW_FLAGS})
     columns["_part"] = pa.array(np.full(len(table), part, dtype=np.int32))
@@ -119,7 +99,7 @@ def key_flags(table: pa.Table, cols: Columns, *, part: int) -> pa.Table:
 def feature_flags(feats: pa.Array, kind: str, size: int) -> dict[str, np.ndarray]:
     """``null_features``, ``bad_size`` and ``nonfinite`` per row, as the Spark scan computes them."""
     n = len(feats)
-    missing = feats.is_null().to_numpy(zero_copy_only=False)
+    missing = _nulls(feats)
     if kind == "array":
         values, lengths = feats, _lengths(feats)
     elif kind == "vector":  # Spark ML vector: dense (type 1) -> len(values); sparse (type 0) -> its size
@@ -128,8 +108,7 @@ def feature_flags(feats: pa.Array, kind: str, size: int) -> dict[str, np.ndarray
         lengths = np.where(dense, _lengths(values), feats.field("size").fill_null(-1).to_numpy(zero_copy_only=False))
     else:
         indices, values = feats.field("indices"), feats.field("values")
-        missing = missing | indices.is_null().to_numpy(zero_copy_only=False) \
-            | values.is_null().to_numpy(zero_copy_only=False)
+        missing = missing | _nulls(indices) | _nulls(values)
         if "size" in {feats.type.field(i).name for i in range(feats.type.num_fields)}:
             lengths = feats.field("size").fill_null(size).to_numpy(zero_copy_only=False).astype(np.int64)
         else:
@@ -144,6 +123,10 @@ def feature_flags(feats: pa.Array, kind: str, size: int) -> dict[str, np.ndarray
     nonfinite = np.zeros(n, dtype=bool)
     nonfinite[rows[~np.isfinite(numbers)]] = True
     return {"null_features": missing, "bad_size": ~missing & (lengths != size), "nonfinite": ~missing & nonfinite}
+
+
+def _nulls(arr: pa.Array) -> np.ndarray:
+    return arr.is_null().to_numpy(zero_copy_only=False)
 
 
 def _lengths(lists: pa.Array) -> np.ndarray:
@@ -183,12 +166,11 @@ def _example(per_key: pa.Table, row: int) -> dict[str, Any]:
 
 def scattered(keys: pa.Table) -> int:
     """Documents that are not one run of rows inside one row group, in read order."""
+    from skol_spark.scoring import run_starts
+
     docs = keys.column("_doc").combine_chunks()
     part = keys.column("_part").combine_chunks().to_numpy(zero_copy_only=False)
-    if len(docs) == 0:
-        return 0
-    same = pc.equal(docs.slice(1), docs.slice(0, len(docs) - 1)).fill_null(False).to_numpy(zero_copy_only=False)
-    starts = np.concatenate([[0], np.flatnonzero(~same | (part[1:] != part[:-1])) + 1])
-    runs = pa.table({"_doc": docs.take(pa.array(starts))})
+    starts = np.union1d(run_starts(docs), np.flatnonzero(part[1:] != part[:-1]) + 1)  # a row group ends a run
+    runs = pa.table({"_doc": docs.take(pa.array(starts.astype(np.int64)))})
     per_doc = runs.group_by("_doc", use_threads=False).aggregate([([], "count_all")])
     return int(np.count_nonzero(per_doc.column("count_all").to_numpy() > 1))

@@ -203,18 +203,24 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
     assert sum(manifest["output"]["label_counts"].values()) == sum(LENGTHS)
 
 
-def _write_plans(spark, path_part):
-    """Physical plans of the file writes Spark ran into a path containing ``path_part`` (SQL status store)."""
+def _executions(spark, *needles):
+    """(submitted, completed, plan) of the SQL executions whose physical plan names every needle."""
     import time
 
     for _ in range(50):  # the listener bus records executions asynchronously
         executions = spark._jsparkSession.sharedState().statusStore().executionsList()
-        plans = [executions.apply(i).physicalPlanDescription() for i in range(executions.length())]
-        plans = [p for p in plans if "InsertIntoHadoopFsRelationCommand" in p and path_part in p]
-        if plans:
-            return plans
+        found = [(e.submissionTime(), e.completionTime(), e.physicalPlanDescription())
+                 for e in (executions.apply(i) for i in range(executions.length()))]
+        found = [f for f in found if all(n in f[2] for n in needles)]
+        if found and all(f[1].isDefined() for f in found):
+            return [(s, c.get().getTime(), p) for s, c, p in found]  # epoch ms
         time.sleep(0.1)
     return []
+
+
+def _write_plans(spark, path_part):
+    """Physical plans of the file writes Spark ran into a path containing ``path_part`` (SQL status store)."""
+    return [plan for _, _, plan in _executions(spark, "InsertIntoHadoopFsRelationCommand", path_part)]
 
 
 @pytest.mark.parametrize("partition_by", [(), ("model_version",)])
@@ -244,21 +250,6 @@ def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, pu
     rows = read_output(spark, output).collect()
     assert {r["run_id"] for r in rows} == {result.run_id}
     assert_matches_reference(rows, reference(published["model"], docs, 3))
-
-
-def _executions(spark, *needles):
-    """(submitted, completed, plan) of the SQL executions whose physical plan names every needle."""
-    import time
-
-    for _ in range(50):  # the listener bus records executions asynchronously
-        executions = spark._jsparkSession.sharedState().statusStore().executionsList()
-        found = [(e.submissionTime(), e.completionTime(), e.physicalPlanDescription())
-                 for e in (executions.apply(i) for i in range(executions.length()))]
-        found = [f for f in found if all(n in f[2] for n in needles)]
-        if found and all(f[1].isDefined() for f in found):
-            return [(s, c.get().getTime(), p) for s, c, p in found]  # epoch ms
-        time.sleep(0.1)
-    return []
 
 
 @pytest.mark.parametrize("validation", ["auto", "spark"])
