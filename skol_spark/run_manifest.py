@@ -78,16 +78,47 @@ class RunRecorder:
             written = read_published_run(spark, paths, fmt=out.format, schema=schema)
         else:  # run_id is a column of the files (dynamic overwrite) or of a table format's partitions (delta)
             written = spark.read.format(out.format).load(out.path).where(F.col("run_id") == self.run_id)
-        counts = {r["label"]: int(r["count"]) for r in written.groupBy("label").count().collect()}
+        counts, counted_by = self._arrow_counts(config, paths), "arrow"
+        if counts is None:
+            counts = {r["label"]: int(r["count"]) for r in written.groupBy("label").count().collect()}
+            counted_by = "spark"
         rows = sum(counts.values())
         seconds = time.monotonic() - self.t0
-        self.data["output"].update({"rows_written": rows,
+        self.data["output"].update({"rows_written": rows, "counted_by": counted_by,
                                     "label_counts": {lab: counts.get(lab, 0) for lab in self.labels}})
         self.data["throughput"] = {"lines_per_second": round(rows / seconds, 1) if seconds > 0 else None,
                                    "job_seconds": round(seconds, 3)}
         if config.input.label_col or (config.output.report and rows):
             self._evaluate(written, config)
         return rows
+
+    def _arrow_counts(self, config: JobConfig, paths) -> dict | None:
+        """Label counts read by the driver with Arrow (``local_readback``), or None: Spark counts them."""
+        from skol_spark import local_readback
+        from skol_spark.jvm_jit import local_path
+        from skol_spark.spark_session import is_local_master
+
+        out = config.output
+        if not (out.path and out.format == "parquet" and not out.dynamic_partition_overwrite
+                and is_local_master(self.spark.sparkContext.master)):
+            return None
+        written = f"{paths.output}/{paths.partition_dir}"
+        run_dir = local_path(written)
+        if run_dir is None or (run_dir == written and not self._local_default_fs()):  # no scheme: fs.defaultFS's
+            return None
+        try:
+            return local_readback.label_counts(run_dir)
+        except local_readback.Declined as e:
+            log.info("counting the written rows with Spark: %s", e)
+        except Exception as e:  # an optimisation only: Spark's read-back is the reference
+            log.warning("counting the written rows with Arrow failed (%s: %s); counting them with Spark instead",
+                        type(e).__name__, e)
+        return None
+
+    def _local_default_fs(self) -> bool:
+        """Whether a path without a scheme is a local one (``fs.defaultFS``), as ``local_path`` assumes."""
+        conf = self.spark.sparkContext._jsc.hadoopConfiguration()
+        return (conf.get("fs.defaultFS") or "file:///").startswith("file:")
 
     def _evaluate(self, written, config: JobConfig) -> None:
         try:

@@ -297,6 +297,56 @@ def test_a_failing_arrow_scan_falls_back_to_the_spark_scan(spark, published, tmp
     assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
 
 
+def _label_counts_from_keras(model, docs):
+    """Lines per predicted label, from direct Keras predictions: independent of the job and its output."""
+    counts = {}
+    for probs in reference(model, docs, 3).values():
+        label = LABELS[int(np.argmax(probs))]
+        counts[label] = counts.get(label, 0) + 1
+    return {label: counts.get(label, 0) for label in LABELS}
+
+
+@pytest.mark.parametrize("partition_by,counted_by", [((), "arrow"), (("model_version",), "arrow"),
+                                                     (("label",), "spark")])
+def test_local_parquet_output_is_counted_with_arrow(spark, published, tmp_path, partition_by, counted_by):
+    """The manifest's read-back of a local Parquet output on a local master: the driver reads the label column
+    with Arrow instead of planning a Spark aggregation after the last prediction. Where ``label`` is a
+    partition directory, Spark counts. The counts equal Keras' own labels either way."""
+    docs = make_documents(seed=53)
+    input_path = write_input(spark, tmp_path / "in", docs)
+    output = str(tmp_path / "out")
+    extra = [f"output.partition_by={partition_by[0]}"] if partition_by else []
+    result = run_job(spark, job_config(published, input_path, output, *extra))
+
+    out = manifest_of(result)["output"]
+    assert out["counted_by"] == counted_by
+    assert out["label_counts"] == _label_counts_from_keras(published["model"], docs)
+    assert out["rows_written"] == result.rows_written == sum(LENGTHS)
+    read_backs = _executions(spark, "HashAggregate", f"run_id={result.run_id}")
+    assert len(read_backs) == (0 if counted_by == "arrow" else 1)
+    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+
+
+def test_a_failing_arrow_count_falls_back_to_spark(spark, published, tmp_path, monkeypatch, caplog):
+    """Counting with Arrow is an optimisation: if it breaks (fault injected), Spark counts, and the run
+    succeeds with the same counts."""
+    from skol_spark import local_readback
+
+    def broken(*args, **kwargs):
+        raise OSError("injected fault in the Arrow read-back")
+
+    monkeypatch.setattr(local_readback, "label_counts", broken)
+    docs = make_documents(seed=59)
+    input_path = write_input(spark, tmp_path / "in", docs)
+    with caplog.at_level("WARNING", logger="skol_spark.run_manifest"):
+        result = run_job(spark, job_config(published, input_path, str(tmp_path / "out")))
+
+    out = manifest_of(result)["output"]
+    assert out["counted_by"] == "spark"
+    assert "counting the written rows with Arrow failed (OSError: injected fault" in caplog.text
+    assert out["label_counts"] == _label_counts_from_keras(published["model"], docs)
+
+
 @pytest.mark.parametrize("fmt", ["orc", "json"])
 def test_other_file_formats_hold_the_same_rows_and_counts(spark, published, tmp_path, fmt):
     """The formats the README names besides Parquet: written, read back for the manifest's counts, equal to Keras."""

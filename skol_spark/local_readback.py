@@ -1,0 +1,55 @@
+"""The manifest's counts of a run written as local Parquet, read back with Arrow in the driver.
+
+Every run reads back what it published, so the manifest's row and label
+counts describe the files, not what the scoring step meant to write. With
+Spark, that read-back is a two-stage aggregation planned after the last
+prediction: on a local master, 0.4-0.6 s of a one-shot run's end (traced at
+200k lines), almost all of it planning and starting tasks. The same counts
+come from the files' ``label`` column in milliseconds.
+
+It reads the same files Spark would: the data files under the run's own
+directory (names starting with ``_`` or ``.`` are Spark's bookkeeping). It
+declines where it would not see what Spark sees: a remote filesystem,
+output not in Parquet, ``label`` as a partition directory, or a file
+without the column. Then Spark counts, as it always does on clusters.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+
+
+class Declined(Exception):
+    """The output is not one Arrow reads as Spark would: count with Spark."""
+
+
+def label_counts(run_dir: str) -> dict[str | None, int]:
+    """Rows per label in the Parquet files under ``run_dir`` (a local directory)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    labels = []
+    for file in data_files(run_dir):
+        table = pq.read_table(file, columns=[name for name in pq.read_schema(file).names if name == "label"])
+        if table.num_columns != 1:
+            raise Declined(f"{file} has no label column")
+        labels.append(table.column(0).combine_chunks())
+    if not labels:
+        return {}
+    counts = pc.value_counts(pa.chunked_array(labels, labels[0].type).combine_chunks())
+    return {v.as_py(): int(n.as_py()) for v, n in zip(counts.field("values"), counts.field("counts"))}
+
+
+def data_files(run_dir: str) -> list[str]:
+    """Spark's data files under ``run_dir``, partition directories included, in a stable order."""
+    if not os.path.isdir(run_dir):
+        raise Declined(f"{run_dir} is not a local directory")
+    found = []
+    for parent, dirs, names in os.walk(run_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        if os.path.basename(parent).startswith("label="):
+            raise Declined("label is a partition directory")
+        found += [os.path.join(parent, n) for n in sorted(names) if not n.startswith(("_", "."))]
+    return found
