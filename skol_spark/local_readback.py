@@ -32,10 +32,10 @@ def label_counts(run_dir: str) -> dict[str | None, int]:
 
     labels = []
     for file in data_files(run_dir):
-        table = pq.read_table(file, columns=[name for name in pq.read_schema(file).names if name == "label"])
-        if table.num_columns != 1:
-            raise Declined(f"{file} has no label column")
-        labels.append(table.column(0).combine_chunks())
+        with pq.ParquetFile(file) as parquet:
+            if "label" not in parquet.schema_arrow.names:
+                raise Declined(f"{file} has no label column")
+            labels.append(parquet.read(columns=["label"]).column(0).combine_chunks())
     if not labels:
         return {}
     counts = pc.value_counts(pa.chunked_array(labels, labels[0].type).combine_chunks())
