@@ -22,7 +22,7 @@ fi
 .venv/bin/python -m ruff check skol_spark jobs tests benchmarks
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 --durations=15 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then echo "no tests collected" >&2; fi
