@@ -204,18 +204,23 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
 
 
 def _executions(spark, *needles):
-    """(submitted, completed, plan) of the SQL executions whose physical plan names every needle."""
+    """(submitted, completed, plan) of the SQL executions whose physical plan names every needle.
+
+    The status store is filled from the listener bus, asynchronously: drained first, one pass over the
+    store then answers, also when nothing matches. (Polling it until a match appeared cost ~3 minutes per
+    expected-absent check in CI, three py4j calls per execution of the shared session, 50 times.)"""
     import time
 
-    for _ in range(50):  # the listener bus records executions asynchronously
+    for _ in range(20):
+        spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
         executions = spark._jsparkSession.sharedState().statusStore().executionsList()
         found = [(e.submissionTime(), e.completionTime(), e.physicalPlanDescription())
                  for e in (executions.apply(i) for i in range(executions.length()))]
         found = [f for f in found if all(n in f[2] for n in needles)]
-        if found and all(f[1].isDefined() for f in found):
+        if all(f[1].isDefined() for f in found):
             return [(s, c.get().getTime(), p) for s, c, p in found]  # epoch ms
         time.sleep(0.1)
-    return []
+    raise AssertionError(f"SQL executions matching {needles} did not complete")
 
 
 def _write_plans(spark, path_part):
