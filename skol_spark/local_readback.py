@@ -30,26 +30,19 @@ def label_counts(run_dir: str) -> dict[str | None, int]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    labels = []
-    for file in data_files(run_dir):
+    from skol_spark.jvm_jit import parquet_files
+
+    if not os.path.isdir(run_dir):  # also where a scheme-less path named fs.defaultFS's (remote) directory
+        raise Declined(f"{run_dir} is not a local directory")
+    tables = []
+    for file in parquet_files(run_dir):
+        if any(part.startswith("label=") for part in os.path.relpath(file, run_dir).split(os.sep)[:-1]):
+            raise Declined("label is a partition directory")
         with pq.ParquetFile(file) as parquet:
             if "label" not in parquet.schema_arrow.names:
                 raise Declined(f"{file} has no label column")
-            labels.append(parquet.read(columns=["label"]).column(0).combine_chunks())
-    if not labels:
+            tables.append(parquet.read(columns=["label"]))
+    if not tables:
         return {}
-    counts = pc.value_counts(pa.chunked_array(labels, labels[0].type).combine_chunks())
+    counts = pc.value_counts(pa.concat_tables(tables).column("label"))
     return {v.as_py(): int(n.as_py()) for v, n in zip(counts.field("values"), counts.field("counts"))}
-
-
-def data_files(run_dir: str) -> list[str]:
-    """Spark's data files under ``run_dir``, partition directories included, in a stable order."""
-    if not os.path.isdir(run_dir):
-        raise Declined(f"{run_dir} is not a local directory")
-    found = []
-    for parent, dirs, names in os.walk(run_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
-        if os.path.basename(parent).startswith("label="):
-            raise Declined("label is a partition directory")
-        found += [os.path.join(parent, n) for n in sorted(names) if not n.startswith(("_", "."))]
-    return found

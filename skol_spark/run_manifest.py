@@ -102,9 +102,8 @@ class RunRecorder:
         if not (out.path and out.format == "parquet" and not out.dynamic_partition_overwrite
                 and is_local_master(self.spark.sparkContext.master)):
             return None
-        written = f"{paths.output}/{paths.partition_dir}"
-        run_dir = local_path(written)
-        if run_dir is None or (run_dir == written and not self._local_default_fs()):  # no scheme: fs.defaultFS's
+        run_dir = local_path(f"{paths.output}/{paths.partition_dir}")
+        if run_dir is None:
             return None
         try:
             return local_readback.label_counts(run_dir)
@@ -114,11 +113,6 @@ class RunRecorder:
             log.warning("counting the written rows with Arrow failed (%s: %s); counting them with Spark instead",
                         type(e).__name__, e)
         return None
-
-    def _local_default_fs(self) -> bool:
-        """Whether a path without a scheme is a local one (``fs.defaultFS``), as ``local_path`` assumes."""
-        conf = self.spark.sparkContext._jsc.hadoopConfiguration()
-        return (conf.get("fs.defaultFS") or "file:///").startswith("file:")
 
     def _evaluate(self, written, config: JobConfig) -> None:
         try:
