@@ -155,16 +155,25 @@ def predict_command(args, *, spark=None) -> int:
 
     check_model_reachable(config)  # Redis down / frozen / bad password: fail in seconds, before starting Spark
     owns_session = False
+    prestarted = None
     if spark is None:
         from pyspark.sql import SparkSession
 
         # Stop only a session this call created: a notebook's or a Databricks job's session outlives the run.
         owns_session = SparkSession.getActiveSession() is None
         submitted = submitted_with_master()
-        spark = build_session(master=config.job.master, app_name=config.job.app_name,
-                              conf=dict(config.job.spark_conf), class_archive=config.job.jvm_class_archive,
-                              jit=config.job.jvm_jit, input_path=config.input.path, input_format=config.input.format,
-                              preload_tensorflow=not submitted and driver_needs_tensorflow(config))
+        spark_conf = dict(config.job.spark_conf)
+        prestarted = prestart_worker(config, creates_session=owns_session and not submitted)
+        try:
+            spark = build_session(master=config.job.master, app_name=config.job.app_name,
+                                  conf={**spark_conf, **(prestarted.spark_conf if prestarted else {})},
+                                  class_archive=config.job.jvm_class_archive, jit=config.job.jvm_jit,
+                                  input_path=config.input.path, input_format=config.input.format,
+                                  preload_tensorflow=not submitted and driver_needs_tensorflow(config))
+        except BaseException:
+            if prestarted is not None:
+                prestarted.close()
+            raise
         if submitted and driver_needs_tensorflow(config, spark.sparkContext):
             start_tensorflow_import()  # spark-submit chose the master; its JVM is up, the scan not yet started
     log.info("run config: %s", json.dumps(config.redacted(), sort_keys=True))
@@ -181,6 +190,8 @@ def predict_command(args, *, spark=None) -> int:
     finally:
         if owns_session and not _on_databricks():
             spark.stop()
+        if prestarted is not None:
+            prestarted.close()
 
 
 def driver_needs_tensorflow(config, sc=None) -> bool:
@@ -193,6 +204,19 @@ def driver_needs_tensorflow(config, sc=None) -> bool:
     master = config.job.master or "local[*]"
     reuse = dict(config.job.spark_conf).get("spark.python.worker.reuse")
     return not warmup.wanted_for(master, reuse, config.scoring.warm_up)
+
+
+def prestart_worker(config, *, creates_session: bool):
+    """Start the first Python worker now, so that its TensorFlow import overlaps the JVM's start
+    (``job.prestart_worker``; see ``worker_prestart``), or None."""
+    from skol_spark import worker_prestart
+
+    master = config.job.master or "local[*]"
+    if not worker_prestart.wanted(config.job.prestart_worker, master=master, creates_session=creates_session,
+                                  warm_up=not driver_needs_tensorflow(config),
+                                  spark_conf=dict(config.job.spark_conf)):
+        return None
+    return worker_prestart.PrestartedWorker.spawn()
 
 
 def _on_databricks() -> bool:

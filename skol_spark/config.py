@@ -109,6 +109,7 @@ class JobSettings:
     spark_conf: tuple[tuple[str, str], ...] = ()
     jvm_class_archive: str = "auto"
     jvm_jit: str = "auto"
+    prestart_worker: str = "auto"  # auto: the CLI's local JVM gets a Python worker that imported TensorFlow
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ def validate(config: JobConfig) -> None:
     _one_of("input.validation", config.input.validation, VALIDATION_SCANS)
     _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
     _one_of("job.jvm_jit", config.job.jvm_jit, jvm_jit.MODES)
+    _one_of("job.prestart_worker", config.job.prestart_worker, ("auto", "never"))
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
                      ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):

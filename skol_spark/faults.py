@@ -2,7 +2,8 @@
 
 ``SKOL_FAULT="crash:partition=1:attempt=0"`` makes the Python worker exit
 abruptly when it starts that partition on that attempt (``*`` matches any;
-``partition=warm-up`` is the warm-up job's task);
+``partition=warm-up`` is the warm-up job's task, ``partition=prestart`` the CLI's pre-started
+worker before it takes a connection);
 ``hang`` sleeps instead (``seconds=N``), ``fail`` raises, ``oom`` raises MemoryError.
 Several specs may be joined with commas. Absent the variable this is a no-op,
 so production runs pay one dict lookup per partition.

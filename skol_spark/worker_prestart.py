@@ -1,0 +1,256 @@
+"""A Python worker started, with TensorFlow imported, while the local JVM is still starting.
+
+Why: on a local master the one-shot run's critical path was a chain of
+start-ups: the JVM, then (at the first Python task) Spark's Python daemon and
+a forked worker, then that worker's ``import tensorflow`` (2-4 s of
+single-threaded CPU), then the build. The JVM's start uses about one of two
+cores and the driver's Python process waits on it, so the import can run
+beside it, in a process of its own, at no cost to anyone.
+
+How: the CLI spawns ``python -m skol_spark.worker_prestart SOCKET`` before it
+starts the JVM. That process listens on a Unix socket in a private (0700)
+directory, imports what a scoring worker imports, then waits. The JVM runs
+``skol_spark.worker_daemon`` as its Python daemon (``spark.python.daemon.module``),
+which is Spark's own daemon except that its first worker connection is
+handed over (the connected socket, with ``SCM_RIGHTS``, and the daemon's
+environment) to this process instead of to a forked child. From there it
+speaks Spark's worker protocol exactly as a forked child does (its pid, then
+``pyspark.daemon.worker`` for each task while Spark reuses it). Later
+workers are forked by the daemon as usual.
+
+Why not import TensorFlow in the daemon and fork: ``import keras`` starts
+pandas' and pyarrow's threads, and forking a process with threads is what
+Spark's daemon is written to avoid. Nothing here forks.
+
+It declines (the daemon forks a worker as usual) when the daemon runs
+another Python or another ``PYTHONHASHSEED``. It exits on its own when its
+parent dies or when no worker connection came within ``WAIT_SECONDS``; the
+CLI kills it when the run ends (``PrestartedWorker.close``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+SOCKET_ENV = "SKOL_SPARK_PRESTART_SOCKET"  # read by skol_spark.worker_daemon in the JVM's Python daemon
+PRESTARTED_ENV = "SKOL_SPARK_PRESTARTED"  # set in the worker that was pre-started (the run manifest counts them)
+DAEMON_MODULE = "skol_spark.worker_daemon"
+WAIT_SECONDS = 600.0
+MAX_SOCKET_PATH = 100  # bytes: AF_UNIX paths hold 107 and a NUL on Linux
+HANDOFF_SECONDS = 120.0  # the daemon waits this long for a worker still importing before it forks one
+
+
+# ---- the driver's side ------------------------------------------------------------------------
+
+class PrestartedWorker:
+    """The process the CLI spawned, and what the session it builds needs to use it."""
+
+    def __init__(self, process: subprocess.Popen, directory: str, path: str) -> None:
+        self.process, self.directory, self.path = process, directory, path
+
+    @classmethod
+    def spawn(cls) -> PrestartedWorker:
+        directory = tempfile.mkdtemp(prefix="skol-spark-worker-")  # 0700: only this user can connect
+        if len(os.path.join(directory, "w.sock").encode()) > MAX_SOCKET_PATH:  # a long TMPDIR
+            os.rmdir(directory)
+            directory = tempfile.mkdtemp(prefix="skol-spark-worker-", dir="/tmp")
+        path = os.path.join(directory, "w.sock")
+        env = dict(os.environ)
+        # Spark gives its workers PYTHONHASHSEED (pyspark.context: the driver's, else 0); the seed is fixed
+        # when an interpreter starts, so this process must start with the one its worker would get
+        env["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED", "0")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # stdout to stderr: the CLI's stdout is for its result lines; a worker's prints belong in the log
+        process = subprocess.Popen([sys.executable, "-m", __name__, path, str(os.getpid())], env=env,
+                                   stdin=subprocess.DEVNULL,
+                                   stdout=2)
+        os.environ[SOCKET_ENV] = path  # inherited by the JVM, and by its Python daemon
+        return cls(process, directory, path)
+
+    @property
+    def spark_conf(self) -> dict[str, str]:
+        return {"spark.python.daemon.module": DAEMON_MODULE}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def close(self) -> None:
+        """After the session stopped: the worker is gone with its JVM socket; make sure, and clean up."""
+        os.environ.pop(SOCKET_ENV, None)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def wanted(setting: str, *, master: str, creates_session: bool, warm_up: bool, spark_conf: dict) -> bool:
+    """``job.prestart_worker``: ``auto`` when this process will start a local JVM whose first Python worker
+    is the warm-up's (the workers' TensorFlow import is then on the run's critical path), ``never`` to
+    turn it off. A daemon module or daemon-less workers chosen in ``spark_conf`` win."""
+    from skol_spark.spark_session import is_local_master
+
+    if setting != "auto" or not creates_session or not warm_up or not is_local_master(master):
+        return False
+    if "spark.python.daemon.module" in spark_conf:
+        return False
+    return str(spark_conf.get("spark.python.use.daemon", "true")).lower() == "true" and os.name == "posix"
+
+
+# ---- the daemon's side (skol_spark.worker_daemon) --------------------------------------------
+
+def hand_over(conn: socket.socket, path: str, timeout: float = HANDOFF_SECONDS) -> int:
+    """Give a worker connection accepted by Spark's daemon to the pre-started worker; its pid, or 0 if it
+    declined or is not there (the daemon then forks a worker as usual)."""
+    payload = json.dumps({"env": dict(os.environ), "argv": sys.argv,
+                          "executable": os.path.realpath(sys.executable)}).encode()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as link:
+            link.settimeout(timeout)
+            _connect(link, path)
+            socket.send_fds(link, [struct.pack("!I", len(payload))], [conn.fileno()])
+            link.sendall(payload)
+            reply = _read_exactly(link, 5)
+    except OSError as e:
+        print(f"skol-spark: the pre-started Python worker was not used ({e.__class__.__name__}: {e}); "
+              "forking one", file=sys.stderr)
+        return 0
+    accepted, pid = struct.unpack("!?I", reply)
+    return pid if accepted else 0
+
+
+def _connect(link: socket.socket, path: str, bind_seconds: float = 10.0) -> None:
+    """Connect; while the directory exists but the socket does not, the process is still starting."""
+    deadline = time.monotonic() + bind_seconds
+    while True:
+        try:
+            return link.connect(path)
+        except FileNotFoundError:
+            if not os.path.isdir(os.path.dirname(path)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _read_exactly(link: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = link.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the pre-started worker closed the connection")
+        data += chunk
+    return data
+
+
+# ---- the pre-started process -----------------------------------------------------------------
+
+def serve(path: str, parent: int, wait_seconds: float = WAIT_SECONDS) -> int:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)  # before the imports: a daemon that comes early waits in the backlog, not on ENOENT
+    listener.listen(1)
+    _import_worker_modules()
+    from skol_spark import faults
+
+    faults.maybe_inject("prestart", 0)  # tests: SKOL_FAULT=crash:partition=prestart
+    listener.settimeout(1.0)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline and os.getppid() == parent:
+        try:
+            link, _ = listener.accept()
+        except socket.timeout:
+            continue
+        listener.close()
+        return _become_worker(link)
+    return 0  # never needed: the run ended, or it did not use Spark's daemon
+
+
+def _import_worker_modules() -> None:
+    """What a scoring worker imports before its first batch, TensorFlow as a worker imports it."""
+    import pyarrow  # noqa: F401
+    import pyspark.daemon  # noqa: F401
+    import pyspark.worker  # noqa: F401
+
+    from skol_spark import scoring, warmup  # noqa: F401  (the functions Spark unpickles)
+    from skol_spark.model_builder import PLOTTING_MODULES, unavailable
+
+    with unavailable(PLOTTING_MODULES):
+        import keras  # noqa: F401  (imports TensorFlow; its thread pools are sized later, at the build)
+
+
+def _become_worker(link: socket.socket) -> int:
+    """Take the JVM's connection from the daemon and serve it as Spark's forked child would."""
+    header, fds, _, _ = socket.recv_fds(link, 4, 1)
+    if not fds:
+        return 1
+    header += _read_exactly(link, 4 - len(header))
+    handed = json.loads(_read_exactly(link, struct.unpack("!I", header)[0]))
+    env = handed["env"]
+    reason = ""
+    if handed["executable"] != os.path.realpath(sys.executable):
+        reason = f"the daemon runs {handed['executable']}"
+    elif env.get("PYTHONHASHSEED", "0") != os.environ.get("PYTHONHASHSEED"):
+        reason = "the daemon has another PYTHONHASHSEED"
+    if reason:
+        print(f"skol-spark: the pre-started Python worker declined ({reason}); the daemon forks one",
+              file=sys.stderr)
+        os.close(fds[0])
+        link.sendall(struct.pack("!?I", False, 0))
+        return 0
+    # the worker's environment is the daemon's (the JVM's secret, buffer size, reuse, task env vars)
+    os.environ.clear()
+    os.environ.update(env)
+    os.environ[PRESTARTED_ENV] = "1"
+    sys.argv = list(handed["argv"])  # pyspark.daemon.worker reads the worker module from argv[1]
+    for entry in reversed(env.get("PYTHONPATH", "").split(os.pathsep)):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
+    sock = socket.socket(fileno=fds[0])
+    link.sendall(struct.pack("!?I", True, os.getpid()))
+    link.close()
+    return _serve_spark(sock)
+
+
+def _serve_spark(sock: socket.socket) -> int:
+    """``pyspark.daemon``'s child loop (Spark's contract with a daemon worker): the pid, then tasks while
+    Spark reuses the worker."""
+    import gc
+
+    from pyspark.daemon import worker
+    from pyspark.serializers import write_int
+    from pyspark.util import enable_faulthandler
+
+    with enable_faulthandler():
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)  # as a forked child: native code must not read the CLI's stdin
+        os.close(devnull)
+        outfile = sock.makefile(mode="wb")
+        write_int(os.getpid(), outfile)
+        outfile.flush()
+        outfile.close()
+        authenticated = os.environ.get("PYTHON_UNIX_DOMAIN_ENABLED", "false").lower() == "true"
+        reuse = os.environ.get("SPARK_REUSE_WORKER")
+        while True:
+            code = worker(sock, authenticated)
+            if code == 0:
+                authenticated = True
+            if not reuse or code:
+                try:
+                    while sock.recv(1024):  # wait for Spark to close the connection
+                        pass
+                except Exception:
+                    pass
+                return code
+            gc.collect()
+
+
+if __name__ == "__main__":
+    code = serve(sys.argv[1], int(sys.argv[2]))
+    sys.stdout.flush()
+    os._exit(code)  # as Spark's workers: no interpreter teardown of TensorFlow's threads
