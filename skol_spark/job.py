@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skol_spark import errors, warmup
+from skol_spark import errors, warmup, worker_prestart
 from skol_spark.config import JobConfig, require_job_fields
 from skol_spark.errors import ConfigError, InputContractError, JobFailedError, JobTimeoutError, NothingToDo
 from skol_spark.model_builder import check_keras_floor, predictor_kind
@@ -108,6 +108,8 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     handle = sc.broadcast(artifact)
     builds = sc.accumulator(0)
     # started first: the worker's TensorFlow import overlaps the driver's input checks (cold JVM, seconds)
+    if warm_wanted:
+        worker_prestart.send_model(plan, artifact)  # a worker the CLI pre-started builds it while the JVM plans
     warm = WarmUp(spark, plan, handle, builds, warm_workers).start() if warm_wanted else None
     lock = OutputLock(fs, paths) if fs else None
     reader = None

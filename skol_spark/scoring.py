@@ -79,20 +79,27 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
 def worker_predictor(plan: ScoringPlan, artifact, builds=None):
     """``(predict, built_now)``: the worker's cached predictor, built (and golden-checked) on first use only."""
     from skol_spark import worker_cache
-    from skol_spark.model_builder import build_predictor, configure_tensorflow
-    from skol_spark.spark_session import task_cpus
 
+    predict, built = worker_cache.get_or_build(predictor_key(plan, artifact), predictor_builder(plan, artifact))
+    if built and builds is not None:
+        builds.add(1)
+    return predict, built
+
+
+def predictor_key(plan: ScoringPlan, artifact) -> str:
+    return f"{artifact.fingerprint}:{'lines' if plan.line_projection else 'keras'}"
+
+
+def predictor_builder(plan: ScoringPlan, artifact) -> Callable:
     def build():
+        from skol_spark.model_builder import build_predictor, configure_tensorflow
+        from skol_spark.spark_session import task_cpus
+
         configure_tensorflow(plan.tf_threads or task_cpus(), skip_plotting=True)
         return build_predictor(artifact, custom_modules=plan.custom_modules, allow_unsafe=plan.allow_unsafe,
                                line_projection=plan.line_projection,
                                where=f"executor {os.uname().nodename} pid {os.getpid()}")
-
-    key = f"{artifact.fingerprint}:{'lines' if plan.line_projection else 'keras'}"
-    predict, built = worker_cache.get_or_build(key, build)
-    if built and builds is not None:
-        builds.add(1)
-    return predict, built
+    return build
 
 
 def iter_complete_documents(batches: Iterator[pa.RecordBatch], doc_col: str, *,

@@ -31,7 +31,7 @@ import pyarrow as pa
 from skol_spark.model_builder import predictor_kind
 from skol_spark.scoring import ScoringPlan, worker_predictor
 from skol_spark.spark_session import is_local_master
-from skol_spark.worker_prestart import PRESTARTED_ENV
+from skol_spark.worker_prestart import BUILT_AHEAD_ENV, PRESTARTED_ENV
 
 _GROUP = "skol-spark-warm-up"
 
@@ -57,6 +57,7 @@ class WarmUp:
         self.error: BaseException | None = None
         self.built = 0  # workers that built the model (the others held it from an earlier run)
         self.prestarted = 0  # workers the CLI started before the JVM (worker_prestart)
+        self.built_ahead = 0  # ... of which built the model before the warm-up task reached them
         self.predictor = ""  # line_projection or keras, as the workers built it (the run manifest)
         self.seconds = 0.0
         from pyspark import InheritableThread  # cleans up its JVM thread's local properties (job group)
@@ -82,6 +83,8 @@ class WarmUp:
             yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
                                               "built": pa.array([built], pa.bool_()),
                                               "prestarted": pa.array([PRESTARTED_ENV in os.environ], pa.bool_()),
+                                              "ahead": pa.array([built and BUILT_AHEAD_ENV in os.environ],
+                                                                pa.bool_()),
                                               "predictor": pa.array([predictor_kind(predict)], pa.string())})
 
         sc = self.spark.sparkContext
@@ -90,9 +93,10 @@ class WarmUp:
             # job group: a thread-local property, so that cancel() reaches this job only
             sc.setJobGroup(_GROUP, "skol-spark: build the model in the Python workers", interruptOnCancel=True)
             rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
-                warm, "pid long, built boolean, prestarted boolean, predictor string").collect()
+                warm, "pid long, built boolean, prestarted boolean, ahead boolean, predictor string").collect()
             self.built = sum(r["built"] for r in rows)
             self.prestarted = sum(r["prestarted"] for r in rows)
+            self.built_ahead = sum(r["ahead"] for r in rows)
             self.predictor = "+".join(sorted({r["predictor"] for r in rows}))  # one kind unless a worker fell back
         except BaseException as e:  # re-raised on the main thread by wait()
             self.error = e
@@ -113,7 +117,7 @@ class WarmUp:
     def summary(self) -> dict:
         """For the run manifest: workers warmed, how many built the model, seconds the warm-up job took."""
         return {"workers": self.workers, "built": self.built, "prestarted": self.prestarted,
-                "seconds": round(self.seconds, 3)}
+                "built_ahead": self.built_ahead, "seconds": round(self.seconds, 3)}
 
     def cancel(self) -> None:
         """The run is failing before scoring: stop the job instead of leaving it to finish."""

@@ -15,19 +15,37 @@ from typing import Any, Callable
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}
+_unreported: set[str] = set()  # built ahead of any task (worker_prestart): the first task reports the build
 
 
 def get_or_build(key: str, build: Callable[[], Any]) -> tuple[Any, bool]:
-    """Return ``(value, built_now)``; ``build`` runs at most once per key per process."""
+    """Return ``(value, built_now)``; ``build`` runs at most once per key per process. A value built
+    ahead (``build_ahead``) counts as built by the first task that gets it, so builds are counted once."""
     with _lock:
         if key in _cache:
-            return _cache[key], False
+            reported = key in _unreported
+            _unreported.discard(key)
+            return _cache[key], reported
         value = build()
-        _cache.clear()  # one model per worker: a new version replaces the old one
-        _cache[key] = value
+        _store(key, value)
         return value, True
+
+
+def build_ahead(key: str, build: Callable[[], Any]) -> None:
+    """Build before any task asks (the pre-started worker, while the JVM plans the warm-up)."""
+    with _lock:
+        if key not in _cache:
+            _store(key, build())
+            _unreported.add(key)
+
+
+def _store(key: str, value: Any) -> None:
+    _cache.clear()  # one model per worker: a new version replaces the old one
+    _unreported.clear()
+    _cache[key] = value
 
 
 def clear() -> None:
     with _lock:
         _cache.clear()
+        _unreported.clear()

@@ -30,6 +30,7 @@ CLI kills it when the run ends (``PrestartedWorker.close``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -38,10 +39,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SOCKET_ENV = "SKOL_SPARK_PRESTART_SOCKET"  # read by skol_spark.worker_daemon in the JVM's Python daemon
 PRESTARTED_ENV = "SKOL_SPARK_PRESTARTED"  # set in the worker that was pre-started (the run manifest counts them)
+BUILT_AHEAD_ENV = "SKOL_SPARK_BUILT_AHEAD"  # ... and in one that built the model before its first task
 DAEMON_MODULE = "skol_spark.worker_daemon"
 WAIT_SECONDS = 600.0
 MAX_SOCKET_PATH = 100  # bytes: AF_UNIX paths hold 107 and a NUL on Linux
@@ -105,6 +108,35 @@ def wanted(setting: str, *, master: str, creates_session: bool, warm_up: bool, s
     return str(spark_conf.get("spark.python.use.daemon", "true")).lower() == "true" and os.name == "posix"
 
 
+def send_model(plan, artifact) -> threading.Thread | None:
+    """Send the run's model and plan to the pre-started worker, if this process spawned one, so that it
+    builds the model while the JVM plans the warm-up job (the warm-up task then finds it built).
+
+    In a background thread: the worker may still be importing TensorFlow. If it was handed to Spark
+    already, or is gone, nothing happens and the warm-up task builds the model as usual. Only with a
+    known thread count (local masters): TensorFlow's thread pools are fixed by the first build."""
+    path = os.environ.get(SOCKET_ENV)
+    if not path or not plan.tf_threads:
+        return None
+    fields = {"name": artifact.name, "version": artifact.version, "architecture": artifact.architecture,
+              "manifest": artifact.manifest}
+    meta = json.dumps({"plan": dataclasses.asdict(plan), "artifact": fields}).encode()
+
+    def send() -> None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as link:
+                link.settimeout(HANDOFF_SECONDS)
+                _connect(link, path)
+                link.sendall(b"M" + struct.pack("!II", len(meta), len(artifact.weights)) + meta)
+                link.sendall(artifact.weights)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=send, name="skol-prestart-model", daemon=True)
+    thread.start()
+    return thread
+
+
 # ---- the daemon's side (skol_spark.worker_daemon) --------------------------------------------
 
 def hand_over(conn: socket.socket, path: str, timeout: float = HANDOFF_SECONDS) -> int:
@@ -116,7 +148,7 @@ def hand_over(conn: socket.socket, path: str, timeout: float = HANDOFF_SECONDS) 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as link:
             link.settimeout(timeout)
             _connect(link, path)
-            socket.send_fds(link, [struct.pack("!I", len(payload))], [conn.fileno()])
+            socket.send_fds(link, [b"W" + struct.pack("!I", len(payload))], [conn.fileno()])
             link.sendall(payload)
             reply = _read_exactly(link, 5)
     except OSError as e:
@@ -140,13 +172,13 @@ def _connect(link: socket.socket, path: str, bind_seconds: float = 10.0) -> None
 
 
 def _read_exactly(link: socket.socket, n: int) -> bytes:
-    data = b""
+    data = bytearray()
     while len(data) < n:
-        chunk = link.recv(n - len(data))
+        chunk = link.recv(min(n - len(data), 1 << 20))
         if not chunk:
-            raise ConnectionError("the pre-started worker closed the connection")
+            raise ConnectionError("the connection closed early")
         data += chunk
-    return data
+    return bytes(data)
 
 
 # ---- the pre-started process -----------------------------------------------------------------
@@ -161,13 +193,21 @@ def serve(path: str, parent: int, wait_seconds: float = WAIT_SECONDS) -> int:
     faults.maybe_inject("prestart", 0)  # tests: SKOL_FAULT=crash:partition=prestart
     listener.settimeout(1.0)
     deadline = time.monotonic() + wait_seconds
+    built_ahead = False
     while time.monotonic() < deadline and os.getppid() == parent:
         try:
             link, _ = listener.accept()
         except socket.timeout:
             continue
-        listener.close()
-        return _become_worker(link)
+        link.settimeout(None)
+        first, fds, _, _ = socket.recv_fds(link, 5, 1)
+        first += _read_exactly(link, 5 - len(first))
+        if first[:1] == b"M":  # the driver's model, ahead of the warm-up task
+            with link:
+                built_ahead = _build_ahead(link, first[1:] + _read_exactly(link, 4))
+            continue
+        listener.close()  # Spark's worker connection (b"W"): from now on this process is a Spark worker
+        return _become_worker(link, first[1:], fds, built_ahead)
     return 0  # never needed: the run ended, or it did not use Spark's daemon
 
 
@@ -184,12 +224,30 @@ def _import_worker_modules() -> None:
         import keras  # noqa: F401  (imports TensorFlow; its thread pools are sized later, at the build)
 
 
-def _become_worker(link: socket.socket) -> int:
+def _build_ahead(link: socket.socket, header: bytes) -> bool:
+    """Build the run's model into this process's cache (``send_model``), as the warm-up task would."""
+    from skol_spark import worker_cache
+    from skol_spark.artifact import ModelArtifact
+    from skol_spark.scoring import ScoringPlan, predictor_builder, predictor_key
+
+    meta_size, weights_size = struct.unpack("!II", header)
+    meta = json.loads(_read_exactly(link, meta_size))
+    artifact = ModelArtifact(weights=_read_exactly(link, weights_size), **meta["artifact"])
+    plan = ScoringPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["plan"].items()})
+    try:
+        artifact.verify()
+        worker_cache.build_ahead(predictor_key(plan, artifact), predictor_builder(plan, artifact))
+        return True
+    except Exception as e:  # the warm-up task builds it again and reports the error as usual
+        print(f"skol-spark: the pre-started worker could not build the model ahead ({e.__class__.__name__}: "
+              f"{e}); the warm-up task builds it", file=sys.stderr)
+        return False
+
+
+def _become_worker(link: socket.socket, header: bytes, fds: list[int], built_ahead: bool = False) -> int:
     """Take the JVM's connection from the daemon and serve it as Spark's forked child would."""
-    header, fds, _, _ = socket.recv_fds(link, 4, 1)
     if not fds:
         return 1
-    header += _read_exactly(link, 4 - len(header))
     handed = json.loads(_read_exactly(link, struct.unpack("!I", header)[0]))
     env = handed["env"]
     reason = ""
@@ -207,6 +265,8 @@ def _become_worker(link: socket.socket) -> int:
     os.environ.clear()
     os.environ.update(env)
     os.environ[PRESTARTED_ENV] = "1"
+    if built_ahead:
+        os.environ[BUILT_AHEAD_ENV] = "1"
     sys.argv = list(handed["argv"])  # pyspark.daemon.worker reads the worker module from argv[1]
     for entry in reversed(env.get("PYTHONPATH", "").split(os.pathsep)):
         if entry and entry not in sys.path:

@@ -144,6 +144,64 @@ def test_a_long_tmpdir_still_gives_a_socket_path_that_fits(tmp_path, monkeypatch
     assert not Path(worker.directory).exists()
 
 
+def test_a_model_built_ahead_counts_as_one_build_of_the_first_task():
+    from skol_spark import worker_cache
+
+    calls = []
+    worker_cache.clear()
+    try:
+        worker_cache.build_ahead("m1", lambda: calls.append(1) or "model")
+        worker_cache.build_ahead("m1", lambda: calls.append(1) or "again")  # built once
+        assert worker_cache.get_or_build("m1", lambda: "never") == ("model", True)  # reported by the first task
+        assert worker_cache.get_or_build("m1", lambda: "never") == ("model", False)  # and only by it
+        assert calls == [1]
+    finally:
+        worker_cache.clear()
+
+
+def plan_for(artifact, **changes):
+    from skol_spark.scoring import ScoringPlan
+
+    return ScoringPlan(doc_col="doc_id", line_col="line_number", features_col="features", carry_cols=(),
+                       labels=tuple(artifact.labels), window=artifact.window_size, stride=artifact.stride,
+                       batch_size=64, feature_size=artifact.feature_size, tf_threads=1, model_name=artifact.name,
+                       model_version=artifact.version, run_id="r", **changes)
+
+
+def test_a_model_that_fails_to_build_ahead_leaves_the_worker_usable(capfd, tmp_path, monkeypatch, redis_client,
+                                                                     closure_model):
+    """The build ahead is an optimisation: a model it cannot build (here its weights do not match their
+    checksum) is left to the warm-up task, which reports the error; the worker still takes Spark's
+    connection."""
+    import dataclasses
+
+    from pyspark.serializers import read_int
+
+    prefix = f"pwa{uuid.uuid4().hex[:6]}"
+    ModelStore(redis_client, prefix=prefix).publish(closure_model, MODEL, labels=LABELS, aliases=["production"])
+    artifact = ModelStore(redis_client, prefix=prefix).load(MODEL)
+    flipped = bytes([artifact.weights[100] ^ 0xFF])
+    tampered = dataclasses.replace(artifact, weights=artifact.weights[:100] + flipped + artifact.weights[101:])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PYTHONHASHSEED", os.environ.get("PYTHONHASHSEED", "0"))
+    monkeypatch.setenv("PYTHON_WORKER_FACTORY_SECRET", "x")
+    prestarted = PrestartedWorker.spawn()  # here, not in a fixture: its stderr is then the test's (capfd)
+    try:
+        worker_prestart.send_model(plan_for(tampered), tampered).join(timeout=180)
+        jvm, daemon = socket.socketpair()
+        assert hand_over(daemon, prestarted.path, timeout=180) == prestarted.pid
+        daemon.close()
+        jvm.settimeout(60)
+        reader = jvm.makefile("rb")
+        assert read_int(reader) == prestarted.pid
+        for end in (reader, jvm):
+            end.close()
+        prestarted.process.wait(timeout=60)
+    finally:
+        prestarted.close()
+    assert "could not build the model ahead (ModelIntegrityError" in capfd.readouterr().err
+
+
 def test_no_daemon_no_worker_the_hand_over_says_so(tmp_path):
     jvm, daemon = socket.socketpair()
     assert hand_over(daemon, str(tmp_path / "nobody.sock"), timeout=5) == 0
@@ -198,14 +256,16 @@ def test_a_cli_run_scores_in_the_prestarted_worker_and_falls_back_when_it_died(t
     auto, auto_table, auto_run = cli_run(tmp_path, redis_server, published, "auto")
     assert auto["warm_up"]["prestarted"] == 1, auto_run.err[-3000:]
     assert auto["warm_up"]["built"] == 1 and auto["model_builds"] == 1
+    assert auto["warm_up"]["built_ahead"] == 1  # while the JVM planned the warm-up (send_model)
 
     never, never_table, _ = cli_run(tmp_path, redis_server, published, "never", prestart_worker="never")
-    assert never["warm_up"]["prestarted"] == 0 and never["warm_up"]["built"] == 1 and never["model_builds"] == 1
+    assert never["warm_up"]["prestarted"] == never["warm_up"]["built_ahead"] == 0
+    assert never["warm_up"]["built"] == 1 and never["model_builds"] == 1
 
     # the pre-started worker dies before the JVM asks for one: Spark's daemon forks one instead
     died, died_table, result = cli_run(tmp_path, redis_server, published, "died",
                                        env={"SKOL_FAULT": "crash:partition=prestart"})
-    assert died["warm_up"]["prestarted"] == 0 and died["model_builds"] == 1
+    assert died["warm_up"]["prestarted"] == died["warm_up"]["built_ahead"] == 0 and died["model_builds"] == 1
     assert "the pre-started Python worker was not used" in result.err
 
     # every line once, equal to Keras called directly on the same windows
