@@ -18,6 +18,15 @@ speaks Spark's worker protocol exactly as a forked child does (its pid, then
 ``pyspark.daemon.worker`` for each task while Spark reuses it). Later
 workers are forked by the daemon as usual.
 
+Before that, the driver sends it the run's model (``send_model``: plain
+data, checksums verified again here), and it builds the model into its
+cache while the cold JVM plans the warm-up job (~1 s); the warm-up task then
+finds it built and counts that build as its own (``worker_cache.build_ahead``).
+
+Modules imported before the hand-over saw the driver's environment, which
+is the one the JVM and its daemon inherit; the daemon's own additions (the
+secret, buffer size, reuse flag, task environment) apply from the hand-over.
+
 Why not import TensorFlow in the daemon and fork: ``import keras`` starts
 pandas' and pyarrow's threads, and forking a process with threads is what
 Spark's daemon is written to avoid. Nothing here forks.
