@@ -114,7 +114,11 @@ def wanted(setting: str, *, master: str, creates_session: bool, warm_up: bool, s
         return False
     if "spark.python.daemon.module" in spark_conf:
         return False
-    return str(spark_conf.get("spark.python.use.daemon", "true")).lower() == "true" and os.name == "posix"
+    if str(spark_conf.get("spark.python.use.daemon", "true")).lower() != "true" or os.name != "posix":
+        return False
+    # the workers' Python must be this one (or it would decline at the hand-over, its import wasted)
+    python = spark_conf.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON") or sys.executable
+    return os.path.realpath(shutil.which(python) or python) == os.path.realpath(sys.executable)
 
 
 def send_model(plan, artifact) -> threading.Thread | None:

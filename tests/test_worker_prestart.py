@@ -65,6 +65,8 @@ def test_the_setting_and_where_it_applies():
     assert not wanted("auto", **{**local, "warm_up": False})  # the worker would start after the scan
     assert not wanted("auto", **{**local, "spark_conf": {"spark.python.use.daemon": "false"}})
     assert not wanted("auto", **{**local, "spark_conf": {"spark.python.daemon.module": "my.daemon"}})
+    assert not wanted("auto", **{**local, "spark_conf": {"spark.pyspark.python": "/usr/bin/true"}})  # other Python
+    assert wanted("auto", **{**local, "spark_conf": {"spark.pyspark.python": sys.executable}})
 
 
 @pytest.fixture
