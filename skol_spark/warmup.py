@@ -58,6 +58,7 @@ class WarmUp:
         self.built = 0  # workers that built the model (the others held it from an earlier run)
         self.prestarted = 0  # workers the CLI started before the JVM (worker_prestart)
         self.built_ahead = 0  # ... of which built the model before the warm-up task reached them
+        self.intra_op_threads: list[int] = []  # TensorFlow's pool size in the warmed workers, as set
         self.predictor = ""  # line_projection or keras, as the workers built it (the run manifest)
         self.seconds = 0.0
         from pyspark import InheritableThread  # cleans up its JVM thread's local properties (job group)
@@ -80,11 +81,15 @@ class WarmUp:
             for _ in batches:
                 pass
             predict, built = worker_predictor(plan, handle.value, builds)
+            import tensorflow as tf  # imported by the build; what the worker's pools really are (the manifest)
+
+            threads = tf.config.threading.get_intra_op_parallelism_threads()
             yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
                                               "built": pa.array([built], pa.bool_()),
                                               "prestarted": pa.array([PRESTARTED_ENV in os.environ], pa.bool_()),
                                               "ahead": pa.array([built and BUILT_AHEAD_ENV in os.environ],
                                                                 pa.bool_()),
+                                              "threads": pa.array([threads], pa.int32()),
                                               "predictor": pa.array([predictor_kind(predict)], pa.string())})
 
         sc = self.spark.sparkContext
@@ -93,10 +98,12 @@ class WarmUp:
             # job group: a thread-local property, so that cancel() reaches this job only
             sc.setJobGroup(_GROUP, "skol-spark: build the model in the Python workers", interruptOnCancel=True)
             rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
-                warm, "pid long, built boolean, prestarted boolean, ahead boolean, predictor string").collect()
+                warm, "pid long, built boolean, prestarted boolean, ahead boolean, threads int, predictor string"
+            ).collect()
             self.built = sum(r["built"] for r in rows)
             self.prestarted = sum(r["prestarted"] for r in rows)
             self.built_ahead = sum(r["ahead"] for r in rows)
+            self.intra_op_threads = sorted({r["threads"] for r in rows})
             self.predictor = "+".join(sorted({r["predictor"] for r in rows}))  # one kind unless a worker fell back
         except BaseException as e:  # re-raised on the main thread by wait()
             self.error = e
@@ -117,7 +124,8 @@ class WarmUp:
     def summary(self) -> dict:
         """For the run manifest: workers warmed, how many built the model, seconds the warm-up job took."""
         return {"workers": self.workers, "built": self.built, "prestarted": self.prestarted,
-                "built_ahead": self.built_ahead, "seconds": round(self.seconds, 3)}
+                "built_ahead": self.built_ahead, "intra_op_threads": self.intra_op_threads,
+                "seconds": round(self.seconds, 3)}
 
     def cancel(self) -> None:
         """The run is failing before scoring: stop the job instead of leaving it to finish."""

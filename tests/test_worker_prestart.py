@@ -259,10 +259,13 @@ def test_a_cli_run_scores_in_the_prestarted_worker_and_falls_back_when_it_died(t
     assert auto["warm_up"]["prestarted"] == 1, auto_run.err[-3000:]
     assert auto["warm_up"]["built"] == 1 and auto["model_builds"] == 1
     assert auto["warm_up"]["built_ahead"] == 1  # while the JVM planned the warm-up (send_model)
+    # TensorFlow's pool in that worker is the task's cores, though TensorFlow was imported before the task
+    assert auto["warm_up"]["intra_op_threads"] == [auto["tf_threads"]] == [2]
 
     never, never_table, _ = cli_run(tmp_path, redis_server, published, "never", prestart_worker="never")
     assert never["warm_up"]["prestarted"] == never["warm_up"]["built_ahead"] == 0
     assert never["warm_up"]["built"] == 1 and never["model_builds"] == 1
+    assert never["warm_up"]["intra_op_threads"] == [2]
 
     # the pre-started worker dies before the JVM asks for one: Spark's daemon forks one instead
     died, died_table, result = cli_run(tmp_path, redis_server, published, "died",
