@@ -7,8 +7,8 @@ single-threaded CPU), then the build. The JVM's start uses about one of two
 cores and the driver's Python process waits on it, so the import can run
 beside it, in a process of its own, at no cost to anyone.
 
-How: the CLI spawns ``python -m skol_spark.worker_prestart SOCKET`` before it
-starts the JVM. That process listens on a Unix socket in a private (0700)
+How: the CLI spawns ``python -m skol_spark.worker_prestart SOCKET CLI_PID``
+before it starts the JVM. That process listens on a Unix socket in a private (0700)
 directory, imports what a scoring worker imports, then waits. The JVM runs
 ``skol_spark.worker_daemon`` as its Python daemon (``spark.python.daemon.module``),
 which is Spark's own daemon except that its first worker connection is
@@ -212,12 +212,16 @@ def serve(path: str, parent: int, wait_seconds: float = WAIT_SECONDS) -> int:
             link, _ = listener.accept()
         except socket.timeout:
             continue
-        link.settimeout(None)
-        first, fds, _, _ = socket.recv_fds(link, 5, 1)
-        first += _read_exactly(link, 5 - len(first))
+        link.settimeout(HANDOFF_SECONDS)
+        try:
+            first, fds, _, _ = socket.recv_fds(link, 5, 1)
+            first += _read_exactly(link, 5 - len(first))
+        except OSError:  # a client that went away: keep waiting for Spark's
+            link.close()
+            continue
         if first[:1] == b"M":  # the driver's model, ahead of the warm-up task
             with link:
-                built_ahead = _build_ahead(link, first[1:] + _read_exactly(link, 4))
+                built_ahead = _build_ahead(link, first[1:])
             continue
         listener.close()  # Spark's worker connection (b"W"): from now on this process is a Spark worker
         return _become_worker(link, first[1:], fds, built_ahead)
@@ -243,11 +247,11 @@ def _build_ahead(link: socket.socket, header: bytes) -> bool:
     from skol_spark.artifact import ModelArtifact
     from skol_spark.scoring import ScoringPlan, predictor_builder, predictor_key
 
-    meta_size, weights_size = struct.unpack("!II", header)
-    meta = json.loads(_read_exactly(link, meta_size))
-    artifact = ModelArtifact(weights=_read_exactly(link, weights_size), **meta["artifact"])
-    plan = ScoringPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["plan"].items()})
     try:
+        meta_size, weights_size = struct.unpack("!II", header + _read_exactly(link, 8 - len(header)))
+        meta = json.loads(_read_exactly(link, meta_size))
+        artifact = ModelArtifact(weights=_read_exactly(link, weights_size), **meta["artifact"])
+        plan = ScoringPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["plan"].items()})
         artifact.verify()
         worker_cache.build_ahead(predictor_key(plan, artifact), predictor_builder(plan, artifact))
         return True
