@@ -162,11 +162,10 @@ def predict_command(args, *, spark=None) -> int:
         # Stop only a session this call created: a notebook's or a Databricks job's session outlives the run.
         owns_session = SparkSession.getActiveSession() is None
         submitted = submitted_with_master()
-        spark_conf = dict(config.job.spark_conf)
         prestarted = prestart_worker(config, creates_session=owns_session and not submitted)
         try:
             spark = build_session(master=config.job.master, app_name=config.job.app_name,
-                                  conf={**spark_conf, **(prestarted.spark_conf if prestarted else {})},
+                                  conf={**dict(config.job.spark_conf), **(prestarted.spark_conf if prestarted else {})},
                                   class_archive=config.job.jvm_class_archive, jit=config.job.jvm_jit,
                                   input_path=config.input.path, input_format=config.input.format,
                                   preload_tensorflow=not submitted and driver_needs_tensorflow(config))

@@ -29,9 +29,9 @@ from typing import Iterator
 import pyarrow as pa
 
 from skol_spark.model_builder import predictor_kind
-from skol_spark.scoring import ScoringPlan, worker_predictor
+from skol_spark.scoring import ScoringPlan, predictor_key, worker_predictor
 from skol_spark.spark_session import is_local_master
-from skol_spark.worker_prestart import BUILT_AHEAD_ENV, PRESTARTED_ENV
+from skol_spark.worker_prestart import PRESTARTED_ENV
 
 _GROUP = "skol-spark-warm-up"
 
@@ -75,7 +75,7 @@ class WarmUp:
         def warm(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             from pyspark import TaskContext
 
-            from skol_spark import faults
+            from skol_spark import faults, worker_cache
 
             faults.maybe_inject("warm-up", TaskContext.get().attemptNumber())  # tests: SKOL_FAULT=...:partition=warm-up
             for _ in batches:
@@ -84,11 +84,11 @@ class WarmUp:
             import tensorflow as tf  # imported by the build; what the worker's pools really are (the manifest)
 
             threads = tf.config.threading.get_intra_op_parallelism_threads()
+            ahead = built and worker_cache.built_ahead(predictor_key(plan, handle.value))  # worker_prestart
             yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
                                               "built": pa.array([built], pa.bool_()),
                                               "prestarted": pa.array([PRESTARTED_ENV in os.environ], pa.bool_()),
-                                              "ahead": pa.array([built and BUILT_AHEAD_ENV in os.environ],
-                                                                pa.bool_()),
+                                              "ahead": pa.array([ahead], pa.bool_()),
                                               "threads": pa.array([threads], pa.int32()),
                                               "predictor": pa.array([predictor_kind(predict)], pa.string())})
 

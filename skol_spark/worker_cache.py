@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}
-_unreported: set[str] = set()  # built ahead of any task (worker_prestart): the first task reports the build
+_ahead: dict[str, bool] = {}  # built ahead of any task (worker_prestart) -> reported by a task yet
 
 
 def get_or_build(key: str, build: Callable[[], Any]) -> tuple[Any, bool]:
@@ -23,9 +23,10 @@ def get_or_build(key: str, build: Callable[[], Any]) -> tuple[Any, bool]:
     ahead (``build_ahead``) counts as built by the first task that gets it, so builds are counted once."""
     with _lock:
         if key in _cache:
-            reported = key in _unreported
-            _unreported.discard(key)
-            return _cache[key], reported
+            first = _ahead.get(key) is False  # the first task to get a value built ahead reports the build
+            if first:
+                _ahead[key] = True
+            return _cache[key], first
         value = build()
         _store(key, value)
         return value, True
@@ -36,16 +37,22 @@ def build_ahead(key: str, build: Callable[[], Any]) -> None:
     with _lock:
         if key not in _cache:
             _store(key, build())
-            _unreported.add(key)
+            _ahead[key] = False
+
+
+def built_ahead(key: str) -> bool:
+    """Whether the cached value for ``key`` was built before any task asked (the run manifest)."""
+    with _lock:
+        return key in _ahead
 
 
 def _store(key: str, value: Any) -> None:
     _cache.clear()  # one model per worker: a new version replaces the old one
-    _unreported.clear()
+    _ahead.clear()
     _cache[key] = value
 
 
 def clear() -> None:
     with _lock:
         _cache.clear()
-        _unreported.clear()
+        _ahead.clear()

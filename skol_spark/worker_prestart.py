@@ -53,7 +53,6 @@ import time
 
 SOCKET_ENV = "SKOL_SPARK_PRESTART_SOCKET"  # read by skol_spark.worker_daemon in the JVM's Python daemon
 PRESTARTED_ENV = "SKOL_SPARK_PRESTARTED"  # set in the worker that was pre-started (the run manifest counts them)
-BUILT_AHEAD_ENV = "SKOL_SPARK_BUILT_AHEAD"  # ... and in one that built the model before its first task
 DAEMON_MODULE = "skol_spark.worker_daemon"
 WAIT_SECONDS = 600.0
 MAX_SOCKET_PATH = 100  # bytes: AF_UNIX paths hold 107 and a NUL on Linux
@@ -206,7 +205,6 @@ def serve(path: str, parent: int, wait_seconds: float = WAIT_SECONDS) -> int:
     faults.maybe_inject("prestart", 0)  # tests: SKOL_FAULT=crash:partition=prestart
     listener.settimeout(1.0)
     deadline = time.monotonic() + wait_seconds
-    built_ahead = False
     while time.monotonic() < deadline and os.getppid() == parent:
         try:
             link, _ = listener.accept()
@@ -221,10 +219,10 @@ def serve(path: str, parent: int, wait_seconds: float = WAIT_SECONDS) -> int:
             continue
         if first[:1] == b"M":  # the driver's model, ahead of the warm-up task
             with link:
-                built_ahead = _build_ahead(link, first[1:])
+                _build_ahead(link, first[1:])
             continue
         listener.close()  # Spark's worker connection (b"W"): from now on this process is a Spark worker
-        return _become_worker(link, first[1:], fds, built_ahead)
+        return _become_worker(link, first[1:], fds)
     return 0  # never needed: the run ended, or it did not use Spark's daemon
 
 
@@ -241,7 +239,7 @@ def _import_worker_modules() -> None:
         import keras  # noqa: F401  (imports TensorFlow; its thread pools are sized later, at the build)
 
 
-def _build_ahead(link: socket.socket, header: bytes) -> bool:
+def _build_ahead(link: socket.socket, header: bytes) -> None:
     """Build the run's model into this process's cache (``send_model``), as the warm-up task would."""
     from skol_spark import worker_cache
     from skol_spark.artifact import ModelArtifact
@@ -254,14 +252,12 @@ def _build_ahead(link: socket.socket, header: bytes) -> bool:
         plan = ScoringPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["plan"].items()})
         artifact.verify()
         worker_cache.build_ahead(predictor_key(plan, artifact), predictor_builder(plan, artifact))
-        return True
     except Exception as e:  # the warm-up task builds it again and reports the error as usual
         print(f"skol-spark: the pre-started worker could not build the model ahead ({e.__class__.__name__}: "
               f"{e}); the warm-up task builds it", file=sys.stderr)
-        return False
 
 
-def _become_worker(link: socket.socket, header: bytes, fds: list[int], built_ahead: bool = False) -> int:
+def _become_worker(link: socket.socket, header: bytes, fds: list[int]) -> int:
     """Take the JVM's connection from the daemon and serve it as Spark's forked child would."""
     if not fds:
         return 1
@@ -282,8 +278,6 @@ def _become_worker(link: socket.socket, header: bytes, fds: list[int], built_ahe
     os.environ.clear()
     os.environ.update(env)
     os.environ[PRESTARTED_ENV] = "1"
-    if built_ahead:
-        os.environ[BUILT_AHEAD_ENV] = "1"
     sys.argv = list(handed["argv"])  # pyspark.daemon.worker reads the worker module from argv[1]
     for entry in reversed(env.get("PYTHONPATH", "").split(os.pathsep)):
         if entry and entry not in sys.path:
