@@ -25,5 +25,5 @@ setup(
     extras_require={"spark": [r for r in requirements if r.startswith("pyspark")],
                     "report": [r for r in requirements if r.startswith("matplotlib")]},
     # skol-spark-job: the same CLI for Databricks wheel tasks, which ignore a returned exit code (cli.job_entry)
-    entry_points={"console_scripts": ["skol-spark=skol_spark.cli:main", "skol-spark-job=skol_spark.cli:job_entry"]},
+    entry_points={"console_scripts": ["skol-spark=skol_spark.cli.main:main", "skol-spark-job=skol_spark.cli.main:job_entry"]},
 )

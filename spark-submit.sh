@@ -91,7 +91,7 @@ case "$master" in
   ""|local*)
     # A local master's JVM is the driver's, started before our code runs: add the JIT settings the
     # config asks for (job.jvm_jit; README "Locally"). A --driver-java-options after -- replaces these.
-    jit="$(PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" "$py" -m skol_spark.jvm_jit --conf "$conf" \
+    jit="$(PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" "$py" -m skol_spark.local.jvm_jit --conf "$conf" \
            ${job_args[@]+"${job_args[@]}"} 2>/dev/null || true)"
     java_opts="$jit${jit:+${java_opts:+ }}$java_opts";;
 esac

@@ -181,7 +181,7 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
                                "spark.eventLog.dir": str(out), "spark.eventLog.compress": "false"}},
     }
     (out / "job.yaml").write_text(json.dumps(conf, indent=2))  # JSON is YAML
-    cmd = [sys.executable, "-m", "skol_spark.cli", "predict", "--conf", str(out / "job.yaml")]
+    cmd = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(out / "job.yaml")]
     for item in overrides:
         cmd += ["--set", item]
     # `python -m` puts the working directory first on sys.path, before PYTHONPATH, and the JVM and its
@@ -454,7 +454,7 @@ def main(argv=None) -> int:
     baseline_src = checkout(args.baseline_ref, work / "baseline-src") if args.baseline_ref else None
     t_start = time.time()
 
-    from skol_spark.embedded_redis import start_redis
+    from skol_spark.store.embedded import start_redis
 
     sizes_n = [max(2_000, int(n * args.scale)) for n in BASE_LINES]
     sizes = [f"{n // 1000}k" if n % 1000 == 0 else str(n) for n in sizes_n]
@@ -467,7 +467,7 @@ def main(argv=None) -> int:
     archive_seconds = None
     if args.jvm_archive and any(v.startswith("skol_spark") for v in variants):
         t = time.time()  # once per machine for users: `skol-spark jvm-archive`
-        subprocess.run([sys.executable, "-m", "skol_spark.cli", "jvm-archive"], env=child_env(work / "jvm-marks"),
+        subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "jvm-archive"], env=child_env(work / "jvm-marks"),
                        check=True, capture_output=True)
         archive_seconds = round(time.time() - t, 1)
         print(f"recorded the JVM class archive in {archive_seconds} s", file=sys.stderr)

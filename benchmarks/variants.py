@@ -27,8 +27,8 @@ LOSS_NAME = "weighted_categorical_crossentropy"
 
 
 def load_artifact(redis_url: str):
-    from skol_spark.redis_conn import RedisSettings, connect
-    from skol_spark.store import ModelStore
+    from skol_spark.store.connection import RedisSettings, connect
+    from skol_spark.store.model_store import ModelStore
 
     client = connect(RedisSettings(url=redis_url))
     try:
@@ -49,8 +49,8 @@ def run_ceiling(args) -> dict:
     import tensorflow as tf
 
     from benchmarks.workload import read_corpus
-    from skol_spark.model_builder import configure_tensorflow, rebuild_model
-    from skol_spark.windowing import iter_window_batches
+    from skol_spark.model.builder import configure_tensorflow, rebuild_model
+    from skol_spark.scoring.windowing import iter_window_batches
 
     cores = os.cpu_count() or 1
     configure_tensorflow(cores)
@@ -90,7 +90,7 @@ def run_ceiling(args) -> dict:
 def time_line_projection(model, feats, batches) -> dict:
     """skol_spark's own predictor (``projection.LinePredictor``) on the same windows, for reference:
     not one of the ceiling's methods, which are Keras' own calls."""
-    from skol_spark.projection import line_predictor
+    from skol_spark.model.projection import line_predictor
 
     fast = line_predictor(model)
     if fast is None:
@@ -146,7 +146,7 @@ def run_original(args, spark) -> dict:
 
     t0 = time.time()
     artifact = load_artifact(args.redis_url)
-    from skol_spark.artifact import decode_weights
+    from skol_spark.model.artifact import decode_weights
 
     bundle = spark.sparkContext.broadcast((artifact.architecture, decode_weights(artifact.weights)))
     builds = spark.sparkContext.accumulator(0)
@@ -204,7 +204,7 @@ def run_predict_batch_udf(args, spark) -> dict:
 
     t0 = time.time()
     artifact = load_artifact(args.redis_url)
-    from skol_spark.artifact import decode_weights
+    from skol_spark.model.artifact import decode_weights
 
     bundle = spark.sparkContext.broadcast((artifact.architecture, decode_weights(artifact.weights)))
     builds = spark.sparkContext.accumulator(0)
@@ -260,8 +260,8 @@ def run_skol_spark_warm(args, spark) -> dict:
     """skol_spark in a session that already ran it once (a notebook, an all-purpose cluster, a service that
     keeps its driver): the same job twice in one process, the second one timed. It isolates what a cold
     JVM and a fresh Python worker cost the one-shot CLI run (the ``skol_spark`` variant)."""
-    from skol_spark.config import config_from_dict
-    from skol_spark.job import run_job
+    from skol_spark.job.config import config_from_dict
+    from skol_spark.job.run import run_job
 
     def config(out: Path):
         return config_from_dict({
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     else:
         t = time.time()
         if args.variant == "skol_spark_warm":  # the session the CLI would build
-            from skol_spark.spark_session import build_session
+            from skol_spark.job.session import build_session
 
             spark = build_session(master="local[2]", conf={"spark.driver.memory": "4g"})
         else:

@@ -51,8 +51,8 @@ def build_model(seed: int = 7):
 
 def publish_model(redis_url: str) -> tuple[int, int]:
     """Build the model and publish it (stride 25, alias production). -> (version, parameters)."""
-    from skol_spark.redis_conn import RedisSettings, connect
-    from skol_spark.store import ModelStore
+    from skol_spark.store.connection import RedisSettings, connect
+    from skol_spark.store.model_store import ModelStore
 
     model = build_model()
     client = connect(RedisSettings(url=redis_url))
@@ -141,8 +141,8 @@ def read_corpus(path: str):
     """The corpus as numpy, in file order: ``(doc_ids, lines, SparseFeatures, lengths)``."""
     import pyarrow.parquet as pq
 
-    from skol_spark.features import decode_features
-    from skol_spark.scoring import document_lengths as run_lengths
+    from skol_spark.scoring.features import decode_features
+    from skol_spark.scoring.partition import document_lengths as run_lengths
 
     table = pq.read_table(path)
     feats = decode_features(table.column("features"), FEATURES)

@@ -5,7 +5,7 @@ A thin launcher: all logic lives in ``skol_spark`` (shipped with --py-files).
 
 import sys
 
-from skol_spark.cli import main
+from skol_spark.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["predict", *sys.argv[1:]]))

@@ -13,4 +13,4 @@ if [ -z "${SKOL_REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; th
 fi
 command -v java >/dev/null 2>&1 || { echo "Spark needs Java 17: apt-get install openjdk-17-jre-headless" >&2; exit 2; }
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-exec .venv/bin/python -m skol_spark.demo "$@"
+exec .venv/bin/python -m skol_spark.cli.demo "$@"

@@ -18,7 +18,7 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 import numpy as np
 import pytest
 
-from skol_spark.embedded_redis import start_redis
+from skol_spark.store.embedded import start_redis
 
 LABELS = ["Nomenclature", "Description", "Misc"]
 WINDOW = 8
@@ -41,7 +41,7 @@ def redis_server():
 
 @pytest.fixture(scope="module")
 def redis_client(redis_server):
-    from skol_spark.redis_conn import RedisSettings, connect
+    from skol_spark.store.connection import RedisSettings, connect
 
     client = connect(RedisSettings(url=redis_server.url))
     yield client
@@ -51,7 +51,7 @@ def redis_client(redis_server):
 @pytest.fixture
 def store(redis_client):
     """A ModelStore under a fresh key prefix, so tests never see each other's models."""
-    from skol_spark.store import ModelStore
+    from skol_spark.store.model_store import ModelStore
 
     return ModelStore(redis_client, prefix=f"t{uuid.uuid4().hex[:8]}")
 
@@ -100,7 +100,7 @@ def closure_model():
 @pytest.fixture(scope="session")
 def spark():
     """One real local SparkSession for the whole test session."""
-    from skol_spark.spark_session import build_session
+    from skol_spark.job.session import build_session
 
     session = build_session(master="local[2]", app_name="skol-spark-tests",
                             conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"})

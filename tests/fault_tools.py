@@ -1,6 +1,6 @@
 """Tools for the fault-matrix tests (tests/test_faults_*.py; rows in RELIABILITY.md).
 
-- ``run_cli``: the real ``skol_spark.cli.main`` in this process, on the shared
+- ``run_cli``: the real ``skol_spark.cli.main.main`` in this process, on the shared
   SparkSession (``predict`` reuses an active session and does not stop it);
   returns the exit code and what went to stdout/stderr.
 - ``run_cli_subprocess``: the CLI in a fresh interpreter (own JVM, own env:
@@ -58,10 +58,10 @@ class CliResult:
 
 
 def run_cli(argv: list[str]) -> CliResult:
-    """``skol_spark.cli.main(argv)`` in process, capturing stdout/stderr (logging included)."""
+    """``skol_spark.cli.main.main(argv)`` in process, capturing stdout/stderr (logging included)."""
     import logging
 
-    from skol_spark import cli
+    from skol_spark.cli import main as cli
 
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
@@ -77,7 +77,7 @@ def run_cli(argv: list[str]) -> CliResult:
 
 
 # the CLI, then one stdout line saying whether the driver process imported TensorFlow
-PROBED_CLI = ("import sys; from skol_spark.cli import main; rc = main(sys.argv[1:]); "
+PROBED_CLI = ("import sys; from skol_spark.cli.main import main; rc = main(sys.argv[1:]); "
               "print('driver imported tensorflow:', 'tensorflow' in sys.modules); sys.exit(rc)")
 
 
@@ -90,7 +90,7 @@ def run_cli_subprocess(argv: list[str], *, env: dict[str, str] | None = None, ti
     full_env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PYSPARK_PYTHON": sys.executable,
                      "PYSPARK_DRIVER_PYTHON": sys.executable})
     full_env.update(env or {})
-    cmd = [sys.executable, *(("-c", PROBED_CLI) if probe_driver else ("-m", "skol_spark.cli")), *argv]
+    cmd = [sys.executable, *(("-c", PROBED_CLI) if probe_driver else ("-m", "skol_spark.cli.main")), *argv]
     proc = subprocess.Popen(cmd, env=full_env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     if background:
@@ -330,7 +330,7 @@ def make_certs(directory: Path) -> dict[str, str]:
 
 def start_tls_redis(certs: dict[str, str]):
     """redis-server with only a TLS port; returns (process, port)."""
-    from skol_spark.embedded_redis import find_redis_server, free_port
+    from skol_spark.store.embedded import find_redis_server, free_port
 
     port = free_port()
     workdir = Path(certs["ca.crt"]).parent

@@ -1,6 +1,6 @@
 """Helpers shared by the end-to-end job tests: tiny input tables, job configs, the numpy reference.
 
-The reference is ``skol_spark.windowing.score_document`` with the Keras model
+The reference is ``skol_spark.scoring.windowing.score_document`` with the Keras model
 called directly: the independent answer every Spark path must equal.
 """
 
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from skol_spark.windowing import score_document
+from skol_spark.scoring.windowing import score_document
 from tests.conftest import FEATURES, LABELS, WINDOW
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from skol_spark.embedded_redis import free_port
+from skol_spark.store.embedded import free_port
 from tests.conftest import LABELS, WINDOW, train_closure_model
 from tests.jobkit import assert_matches_reference, make_documents, read_output, reference_scores, write_config, \
     write_input
@@ -107,7 +107,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def published(redis_client):
-    from skol_spark.store import ModelStore
+    from skol_spark.store.model_store import ModelStore
 
     store = ModelStore(redis_client, prefix="cluster")
     model = train_closure_model(seed=11)

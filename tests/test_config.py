@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skol_spark.config import JobConfig, config_from_dict, load_config, redact_url
+from skol_spark.job.config import JobConfig, config_from_dict, load_config, redact_url
 from skol_spark.errors import ConfigError
 
 
@@ -100,7 +100,7 @@ def test_watermark_without_its_column_is_refused():
     (["job.spark_conf.spark.python.worker.reuse=false"], True),  # no worker left to score with the warm model
 ])
 def test_the_driver_imports_tensorflow_only_when_it_makes_the_smoke_test(tmp_path, overrides, needs):
-    from skol_spark.cli import driver_needs_tensorflow
+    from skol_spark.cli.main import driver_needs_tensorflow
 
     config = load_config(write(tmp_path, "model:\n  name: m\ninput:\n  path: in\noutput:\n  path: out\n"), overrides)
     assert driver_needs_tensorflow(config) is needs
@@ -109,7 +109,7 @@ def test_the_driver_imports_tensorflow_only_when_it_makes_the_smoke_test(tmp_pat
 @pytest.mark.parametrize("warm_up, needs", [("auto", False), ("never", True)])
 def test_a_running_session_tells_whether_the_driver_needs_tensorflow(spark, tmp_path, warm_up, needs):
     """Under spark-submit the CLI decides once the session exists (spark-submit chose the master)."""
-    from skol_spark.cli import driver_needs_tensorflow
+    from skol_spark.cli.main import driver_needs_tensorflow
 
     assert spark.sparkContext.master.startswith("local")
     config = load_config(write(tmp_path, "model:\n  name: m\ninput:\n  path: in\noutput:\n  path: out\n"),

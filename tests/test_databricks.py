@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from skol_spark import cli
-from skol_spark.config import load_config, require_job_fields
+from skol_spark.cli import main as cli
+from skol_spark.job.config import load_config, require_job_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_JSON = ROOT / "conf" / "databricks" / "job.json"
@@ -46,8 +46,8 @@ def wheel_entry_points(whl: Path) -> dict[str, str]:
 
 def test_wheel_has_the_entry_points_and_every_module(wheel):
     points = wheel_entry_points(wheel)
-    assert points["skol-spark"] == "skol_spark.cli:main"
-    assert points["skol-spark-job"] == "skol_spark.cli:job_entry"
+    assert points["skol-spark"] == "skol_spark.cli.main:main"
+    assert points["skol-spark-job"] == "skol_spark.cli.main:job_entry"
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
@@ -114,7 +114,7 @@ def test_job_entry_raises_the_exit_code(monkeypatch):
 def test_on_databricks_the_runtime_session_is_reused_and_never_stopped(spark, monkeypatch, tmp_path, redis_server,
                                                                        redis_client, closure_model):
     """predict on Databricks: the runtime's session (here: the active test session) survives the run."""
-    from skol_spark.store import ModelStore
+    from skol_spark.store.model_store import ModelStore
     from tests.conftest import LABELS
     from tests.jobkit import make_documents, read_output, write_input
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from skol_spark import errors
-from skol_spark.artifact import sha256
-from skol_spark.store import ModelStore
+from skol_spark.model.artifact import sha256
+from skol_spark.store.model_store import ModelStore
 from tests.conftest import LABELS
 from tests.fault_tools import (assert_no_output, documents_table, make_documents, predict_args, run_cli,
                                write_config, write_table)
@@ -89,7 +89,7 @@ def keras_calls(monkeypatch):
     """Record any model rebuild: tests assert Keras never saw the artifact."""
     import keras
 
-    from skol_spark import model_builder
+    from skol_spark.model import builder as model_builder
 
     calls = []
     real_rebuild, real_from_json = model_builder.rebuild_model, keras.models.model_from_json
@@ -155,7 +155,7 @@ def test_M3_truncated_weights_are_refused(spark, tmp_path, redis_server, copy, i
 def test_M4_lambda_layer_is_refused_and_never_runs(spark, tmp_path, redis_server, copy, input_path, keras_calls):
     import keras
 
-    from skol_spark.artifact import encode_weights
+    from skol_spark.model.artifact import encode_weights
 
     marker = tmp_path / "lambda-ran"
     path = str(marker)
@@ -286,7 +286,7 @@ def test_M9_pickle_in_place_of_weights_is_refused_never_unpickled(spark, tmp_pat
     # also a zip that holds an object array (np.save with allow_pickle) is refused, not unpickled
     buffer = io.BytesIO()
     np.savez(buffer, w00000=np.array([_Pwn(str(marker))], dtype=object))
-    from skol_spark.artifact import decode_weights
+    from skol_spark.model.artifact import decode_weights
 
     with pytest.raises(errors.ModelFormatError, match="cannot read weights archive"):
         decode_weights(buffer.getvalue())

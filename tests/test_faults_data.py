@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from skol_spark import errors
-from skol_spark.store import ModelStore
+from skol_spark.store.model_store import ModelStore
 from tests.conftest import LABELS
 from tests.fault_tools import (FEATURES, WINDOW, assert_no_output, by_key, close, documents_table, keys_of,
                                make_documents, predict_args, read_output, run_cli, tree_digest, write_config,

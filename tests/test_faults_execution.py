@@ -1,6 +1,6 @@
 """Fault matrix, execution rows E1-E9 (RELIABILITY.md).
 
-Faults are injected into the Python workers with ``SKOL_FAULT`` (skol_spark.faults):
+Faults are injected into the Python workers with ``SKOL_FAULT`` (skol_spark.scoring.faults):
 in the shared ``local[2]`` session (one attempt per task) through
 ``SparkContext.environment``, or in a CLI subprocess (``local[2,2]``: one
 retry) through its environment.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from skol_spark import errors
-from skol_spark.store import ModelStore
+from skol_spark.store.model_store import ModelStore
 from tests.conftest import LABELS
 from tests.fault_tools import (assert_no_output, by_key, close, documents_table, keys_of, kill_group, make_documents,
                                predict_args, read_output, run_cli, run_cli_subprocess, tree_digest, worker_fault,
@@ -164,7 +164,7 @@ def test_E7_hung_task_hits_the_job_timeout(spark, tmp_path, redis_server, prefix
 
 
 def test_E8_second_run_of_a_locked_output_fails_clearly(spark, tmp_path, redis_server, prefix, data):
-    from skol_spark.sink import HadoopFS, OutputLock, OutputPaths
+    from skol_spark.job.sink import HadoopFS, OutputLock, OutputPaths
 
     out = str(tmp_path / "out")
     holder = OutputLock(HadoopFS(spark, out), OutputPaths(out, "other-run"))
@@ -184,7 +184,7 @@ def test_E8_racing_lock_attempts_leave_exactly_one_holder(spark, tmp_path):
     (Hadoop's createNewFile checks then creates, so a race used to fail with FileAlreadyExistsException)."""
     import threading
 
-    from skol_spark.sink import HadoopFS, OutputLock, OutputPaths
+    from skol_spark.job.sink import HadoopFS, OutputLock, OutputPaths
 
     out = str(tmp_path / "out")
     fs = HadoopFS(spark, out)

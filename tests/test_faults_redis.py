@@ -16,10 +16,10 @@ import uuid
 import numpy as np
 import pytest
 
-from skol_spark.embedded_redis import free_port, start_redis
+from skol_spark.store.embedded import free_port, start_redis
 from skol_spark.errors import ModelIntegrityError, ModelStoreError, RedisUnavailableError
-from skol_spark.redis_conn import RedisSettings, connect
-from skol_spark.store import ModelStore
+from skol_spark.store.connection import RedisSettings, connect
+from skol_spark.store.model_store import ModelStore
 from tests.conftest import LABELS
 from tests.fault_tools import (Proxy, assert_no_output, documents_table, make_certs, make_documents, predict_args,
                                read_output, run_cli, run_cli_subprocess, start_tls_redis, wide_model, write_config,
@@ -105,7 +105,7 @@ def test_R2_frozen_redis_times_out_then_rerun_succeeds(spark, tmp_path, publishe
 
 def test_R3_redis_killed_after_the_broadcast_job_succeeds(spark, tmp_path, published, prefix, input_path, monkeypatch):
     """The driver is the only Redis client: once the artifact is loaded, Redis may go away."""
-    from skol_spark import job as job_module
+    from skol_spark.job import run as job_module
 
     server = start_redis()
     src = published[0].client
@@ -257,7 +257,7 @@ def test_R7_republish_while_reading_every_load_is_one_version(redis_client, clos
 
 def test_R8_alias_moved_mid_job_rows_carry_one_version(spark, tmp_path, redis_client, closure_model, prefix, input_path,
                                                        monkeypatch):
-    from skol_spark import job as job_module
+    from skol_spark.job import run as job_module
     from tests.conftest import train_closure_model
 
     store = ModelStore(redis_client, prefix=f"{prefix}r8")
@@ -365,7 +365,7 @@ def test_R11_wrong_password_is_a_clear_auth_error_and_never_shown(tmp_path, inpu
 
 
 def test_R12_chunks_below_max_bulk_length_round_trip(wide_published, prefix):
-    from skol_spark.model_builder import build_predictor
+    from skol_spark.model.builder import build_predictor
 
     store, version, model = wide_published
     server = start_redis("--proto-max-bulk-len", "1mb")

@@ -11,9 +11,9 @@ import pytest
 
 import skol_spark
 from skol_spark import errors
-from skol_spark.embedded_redis import start_redis
-from skol_spark.redis_conn import RedisSettings, connect
-from skol_spark.store import ModelStore
+from skol_spark.store.embedded import start_redis
+from skol_spark.store.connection import RedisSettings, connect
+from skol_spark.store.model_store import ModelStore
 from tests.conftest import LABELS
 from tests.fault_tools import (ROOT, documents_table, make_documents, predict_args, read_output, run_cli,
                                run_cli_subprocess, write_config, write_table)

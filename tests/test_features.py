@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skol_spark.features import (DenseFeatures, SparseFeatures, concat_sources, decode_features, nonfinite_rows,
+from skol_spark.scoring.features import (DenseFeatures, SparseFeatures, concat_sources, decode_features, nonfinite_rows,
                                  to_sparse)
 
 SIZE = 6

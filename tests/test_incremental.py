@@ -1,6 +1,6 @@
 """Scheduled, incremental scoring on local Spark + a real redis-server + a real Keras model.
 
-The CLI runs in-process (``skol_spark.cli.main``) on the test session: ``main``
+The CLI runs in-process (``skol_spark.cli.main.main``) on the test session: ``main``
 reuses the active session and does not stop a session it did not create.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from skol_spark.cli import main
+from skol_spark.cli.main import main
 from tests.conftest import LABELS, train_closure_model
 from tests.fault_tools import worker_fault
 from tests.jobkit import (assert_matches_reference, make_documents, read_output, reference_scores, tree_digest,
@@ -25,7 +25,7 @@ MODEL = "lines"
 @pytest.fixture(scope="module")
 def published(redis_client, closure_model):
     """v1 (alias production) = the session's closure model; v2 = a differently trained one."""
-    from skol_spark.store import ModelStore
+    from skol_spark.store.model_store import ModelStore
 
     store = ModelStore(redis_client, prefix=f"inc{uuid.uuid4().hex[:8]}")
     v1 = store.publish(closure_model, MODEL, labels=LABELS, aliases=["production"])
@@ -110,7 +110,7 @@ def test_manifest_counts_equal_the_output(spark, job, published):
 
 def test_the_read_back_of_a_run_reads_only_its_own_directory(spark, job, published):
     """The manifest's counts come from the run's own files, not from a listing of every earlier run."""
-    from skol_spark.sink import OutputPaths, read_published_run
+    from skol_spark.job.sink import OutputPaths, read_published_run
 
     write_input(job["input"] / "part-0.parquet", make_documents("a", 3, seed=1))
     assert run(job["conf"]) == 0

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from skol_spark import jvm_archive
+from skol_spark.local import jvm_archive
 
 ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import sys
-from skol_spark.spark_session import build_session
+from skol_spark.job.session import build_session
 spark = build_session(master="local[1]", preload_tensorflow=False, class_archive=sys.argv[1])
 assert spark.range(1000).selectExpr("sum(id) AS s").collect()[0]["s"] == 499500
 pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
@@ -46,7 +46,7 @@ def test_no_archive_means_no_jvm_options(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_recorded_archive_is_mapped_by_the_next_local_session_and_removable(tmp_path):
     cache = tmp_path / "cache"
-    made = run(["-m", "skol_spark.cli", "jvm-archive"], cache)
+    made = run(["-m", "skol_spark.cli.main", "jvm-archive"], cache)
     assert made.returncode == 0, made.stderr[-3000:]
     path = Path(made.stdout.strip().splitlines()[-1])
     assert path.parent == cache and path.stat().st_size > 10_000_000  # classes of Spark, not an empty file
@@ -59,7 +59,7 @@ def test_recorded_archive_is_mapped_by_the_next_local_session_and_removable(tmp_
     without = run(["-c", PROBE, "never", str(path)], cache, timeout=300)
     assert "NOT-MAPPED" == without.stdout.strip().splitlines()[-1], without.stderr[-3000:]
 
-    removed = run(["-m", "skol_spark.cli", "jvm-archive", "--remove"], cache, timeout=120)
+    removed = run(["-m", "skol_spark.cli.main", "jvm-archive", "--remove"], cache, timeout=120)
     assert removed.returncode == 0 and not path.exists()
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from skol_spark import jvm_jit
+from skol_spark.local import jvm_jit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ DEFAULTS = {"TieredStopAtLevel": "4", "Tier4InvocationThreshold": "5000", "Tier4
 
 PROBE = """
 import json, sys
-from skol_spark.spark_session import build_session
+from skol_spark.job.session import build_session
 jit, user, input_path, names = sys.argv[1:5]
 conf = {"spark.ui.enabled": "false"}
 if user:
@@ -122,18 +122,18 @@ def test_the_users_java_options_override_ours():
 
 
 def test_the_helper_spark_submit_sh_asks_prints_the_configs_options(tmp_path):
-    """``python -m skol_spark.jvm_jit`` (spark-submit.sh on local masters): the config's mode, with the
+    """``python -m skol_spark.local.jvm_jit`` (spark-submit.sh on local masters): the config's mode, with the
     job's overrides; the job's other options ignored; nothing for a config it cannot read."""
     import subprocess
     import sys
 
-    from skol_spark.jvm_jit import OPTIONS
+    from skol_spark.local.jvm_jit import OPTIONS
 
     conf = tmp_path / "job.yaml"
     conf.write_text("input:\n  path: /nowhere/in\noutput:\n  path: /nowhere/out\nmodel:\n  name: m\n")
 
     def helper(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "skol_spark.jvm_jit", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "skol_spark.local.jvm_jit", *args], capture_output=True, text=True,
                               timeout=120)
 
     for mode in ("quick", "balanced", "default"):

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from skol_spark.errors import ModelFormatError, ModelNotFoundError, UnsafeModelError
-from skol_spark.legacy import (import_legacy, labels_from_mapping, read_archive_from_redis, read_legacy_archive,
+from skol_spark.store.legacy import (import_legacy, labels_from_mapping, read_archive_from_redis, read_legacy_archive,
                                redact_secrets, safe_extract)
 from tests.conftest import FEATURES, LABELS, WINDOW
 
@@ -85,7 +85,7 @@ def keras2_files(tmp_path_factory):
 
 
 def test_keras3_h5_archive_round_trips_through_redis(store, redis_client, closure_model, tmp_path):
-    from skol_spark.model_builder import build_predictor
+    from skol_spark.model.builder import build_predictor
 
     archive = make_archive(tmp_path, model=closure_model, metadata=legacy_metadata())
     redis_client.set(f"{store.prefix}:legacy:rnn", archive)
@@ -115,7 +115,7 @@ def test_keras3_h5_archive_round_trips_through_redis(store, redis_client, closur
 def test_keras2_h5_is_translated_and_predicts_like_tf_keras(kind, keras2_files, store, tmp_path):
     import keras
 
-    from skol_spark.model_builder import make_predict_fn, rebuild_model
+    from skol_spark.model.builder import make_predict_fn, rebuild_model
 
     h5 = keras2_files / f"{kind}.h5"
     with pytest.raises(ValueError, match="time_major"):  # why the translation exists
@@ -136,7 +136,7 @@ def test_keras2_h5_is_translated_and_predicts_like_tf_keras(kind, keras2_files, 
     # a Keras 2 functional file declares its input as a list: publish and predict hand it one (no warning per worker)
     assert not [w for w in caught if "structure of `inputs`" in str(w.message)], [str(w.message) for w in caught]
     # the translated BiLSTM qualifies for line projection and still predicts like tf_keras
-    from skol_spark.model_builder import build_predictor
+    from skol_spark.model.builder import build_predictor
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -152,7 +152,7 @@ def test_older_tf_keras_dialect_is_translated(keras2_files, tmp_path):
     dtype Policy dicts, initializers carrying a dtype. Each of these alone fails in Keras 3."""
     import h5py
 
-    from skol_spark.model_builder import make_predict_fn
+    from skol_spark.model.builder import make_predict_fn
 
     h5 = tmp_path / "old.h5"
     h5.write_bytes((keras2_files / "functional.h5").read_bytes())

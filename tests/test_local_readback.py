@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from skol_spark import local_readback
+from skol_spark.local import readback as local_readback
 
 
 def _write(path, labels):

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from skol_spark import local_scan
-from skol_spark.validate import FLAGS, check_schema, scan_input
+from skol_spark.local import local_scan
+from skol_spark.job.validate import FLAGS, check_schema, scan_input
 
 SIZE = 4
 KEYS = dict(doc_col="doc_id", line_col="line_number", features_col="features")

@@ -1,6 +1,6 @@
-"""skol_spark.losses against independent numpy formulas, and real Keras save/load round trips.
+"""skol_spark.model.losses against independent numpy formulas, and real Keras save/load round trips.
 
-The round-trip tests pass no custom_objects anywhere: importing skol_spark.losses
+The round-trip tests pass no custom_objects anywhere: importing skol_spark.model.losses
 (registration) must be enough for model_from_json and load_model to re-compile.
 """
 
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from skol_spark.losses import (
+from skol_spark.model.losses import (
     EPSILON,
     CategoricalFocalLoss,
     CostMatrixCrossentropy,

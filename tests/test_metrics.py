@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from skol_spark.errors import ConfigError
-from skol_spark.metrics import (compute_metrics, confidence_summary, format_class_table, label_counts,
+from skol_spark.report.metrics import (compute_metrics, confidence_summary, format_class_table, label_counts,
                                 null_mask)
 
 LABELS = ["Nomenclature", "Description", "Misc", "Habitat"]  # Habitat: never predicted

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from skol_spark.cli import main
-from skol_spark.embedded_redis import free_port, start_redis
+from skol_spark.cli.main import main
+from skol_spark.store.embedded import free_port, start_redis
 from skol_spark.errors import ConfigError, ModelIntegrityError, ModelNotFoundError, RedisUnavailableError
-from skol_spark.model_cli import ACTIONS
+from skol_spark.cli.model import ACTIONS
 from tests.conftest import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def run_cli(*args: str, password: str | None = None, timeout: float = 120) -> Re
     if password is not None:
         env["SKOL_REDIS_PASSWORD"] = password
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "skol_spark.cli", "model", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "model", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=ROOT)
     return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
 
@@ -69,7 +69,7 @@ def model_files(closure_model, tmp_path_factory):
 @pytest.fixture
 def cli_store(redis_client):
     """A fresh key prefix per test, so ``list`` output does not depend on test order."""
-    from skol_spark.store import ModelStore
+    from skol_spark.store.model_store import ModelStore
 
     return ModelStore(redis_client, prefix=f"cli{uuid.uuid4().hex[:8]}")
 

@@ -10,8 +10,8 @@ import uuid
 import numpy as np
 import pytest
 
-from skol_spark.features import DenseFeatures, SparseFeatures, to_sparse
-from skol_spark.windowing import score_document, score_lines
+from skol_spark.scoring.features import DenseFeatures, SparseFeatures, to_sparse
+from skol_spark.scoring.windowing import score_document, score_lines
 from tests.conftest import FEATURES, LABELS, WINDOW
 
 W, F = 7, 12
@@ -68,7 +68,7 @@ def lstm_variants():
 
 @pytest.mark.parametrize("name", list(lstm_variants()))
 def test_line_projection_equals_keras_for_each_lstm_configuration(name):
-    from skol_spark.projection import LinePredictor, line_predictor
+    from skol_spark.model.projection import LinePredictor, line_predictor
 
     model = lstm_variants()[name]
     predictor = line_predictor(model)
@@ -86,7 +86,7 @@ def test_line_projection_equals_keras_for_each_lstm_configuration(name):
 def test_rows_from_the_middle_of_the_lines_use_those_lines():
     """A batch names a span of lines, not necessarily from line 0; each line is projected once
     however many windows hold it (stride 2 over window 7)."""
-    from skol_spark.projection import line_predictor
+    from skol_spark.model.projection import line_predictor
 
     model = lstm_variants()["bilstm-concat-2-layers"]
     lines, _ = lines_and_rows(seed=3, windows=10)
@@ -98,7 +98,7 @@ def test_rows_from_the_middle_of_the_lines_use_those_lines():
 
 
 def test_a_repeated_sparse_index_means_its_last_value_as_in_dense_windows():
-    from skol_spark.projection import coo_last_wins, line_predictor
+    from skol_spark.model.projection import coo_last_wins, line_predictor
 
     csr = SparseFeatures(indptr=np.array([0, 3, 3, 5]), indices=np.array([4, 1, 4, 2, 0], dtype=np.int32),
                          data=np.array([9.0, 0.5, 0.25, 1.0, 2.0], dtype=np.float32), size=F)
@@ -117,8 +117,8 @@ def test_a_repeated_sparse_index_means_its_last_value_as_in_dense_windows():
 def test_score_lines_with_line_projection_equals_the_reference_on_keras(closure_model):
     """Documents longer than a batch, shorter than a window, and windows packed across documents:
     the production path with the fast predictor equals the readable per-document loop on Keras."""
-    from skol_spark.model_builder import make_predict_fn
-    from skol_spark.projection import line_predictor
+    from skol_spark.model.builder import make_predict_fn
+    from skol_spark.model.projection import line_predictor
 
     rng = np.random.default_rng(5)
     lengths = np.array([1, WINDOW, 3 * WINDOW + 1, 2, 40, 5])
@@ -154,10 +154,10 @@ def not_qualifying():
 def test_not_where_tensorflow_sees_a_gpu(caplog):
     """Keras runs an LSTM as one cuDNN kernel on a GPU; the step loop would be slower there.
     (No GPU on the test machine: the detection is passed in; without it the model qualifies.)"""
-    from skol_spark.projection import LinePredictor, line_predictor
+    from skol_spark.model.projection import LinePredictor, line_predictor
 
     model = lstm_variants()["lstm-last-step"]
-    with caplog.at_level(logging.INFO, logger="skol_spark.projection"):
+    with caplog.at_level(logging.INFO, logger="skol_spark.model.projection"):
         assert line_predictor(model, gpu=True) is None
     assert "GPU" in caplog.text
     assert isinstance(line_predictor(model, gpu=False), LinePredictor)
@@ -165,12 +165,12 @@ def test_not_where_tensorflow_sees_a_gpu(caplog):
 
 @pytest.mark.parametrize("name", list(not_qualifying()))
 def test_models_it_cannot_reproduce_are_refused_with_the_reason(name, caplog):
-    from skol_spark.projection import first_lstm, line_predictor
+    from skol_spark.model.projection import first_lstm, line_predictor
 
     model, reason = not_qualifying()[name]
     found = first_lstm(model)
     assert isinstance(found, str) and reason in found
-    with caplog.at_level(logging.INFO, logger="skol_spark.projection"):
+    with caplog.at_level(logging.INFO, logger="skol_spark.model.projection"):
         assert line_predictor(model) is None
     assert reason in caplog.text
 
@@ -183,8 +183,8 @@ def publish(store, model):
 
 
 def test_build_returns_the_line_predictor_when_it_passes_the_golden_check(store, closure_model):
-    from skol_spark.model_builder import build_predictor
-    from skol_spark.projection import LinePredictor
+    from skol_spark.model.builder import build_predictor
+    from skol_spark.model.projection import LinePredictor
 
     artifact = publish(store, closure_model)
     assert artifact.manifest.get("golden")
@@ -201,16 +201,16 @@ def test_build_returns_the_line_predictor_when_it_passes_the_golden_check(store,
 
 def test_a_line_predictor_that_disagrees_falls_back_to_keras(store, closure_model, monkeypatch, caplog):
     """Fault injection: a wrong merge of the two directions must not reach the output."""
-    from skol_spark import projection
-    from skol_spark.artifact import golden_inputs
-    from skol_spark.model_builder import build_predictor
+    from skol_spark.model import projection
+    from skol_spark.model.artifact import golden_inputs
+    from skol_spark.model.builder import build_predictor
 
     artifact = publish(store, closure_model)
     import tensorflow as tf
 
     # the backward direction first and unflipped: the kind of mistake the golden check must catch
     monkeypatch.setattr(projection.LinePredictor, "_merge", lambda self, outputs: tf.concat(outputs[::-1], axis=-1))
-    with caplog.at_level(logging.WARNING, logger="skol_spark.model_builder"):
+    with caplog.at_level(logging.WARNING, logger="skol_spark.model.builder"):
         predict = build_predictor(artifact, line_projection=True)
     assert not hasattr(predict, "predict_rows")
     assert "line projection does not reproduce" in caplog.text
@@ -220,7 +220,7 @@ def test_a_line_predictor_that_disagrees_falls_back_to_keras(store, closure_mode
 
 def test_an_environment_that_fails_both_still_fails_the_golden_check(store, closure_model):
     from skol_spark.errors import EnvironmentMismatchError
-    from skol_spark.model_builder import build_predictor
+    from skol_spark.model.builder import build_predictor
 
     artifact = publish(store, closure_model)
     golden = dict(artifact.manifest["golden"])

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from skol_spark.charts import CHART_SIZE, confusion_size
-from skol_spark.metrics import compute_metrics
-from skol_spark.report import compare_runs, load_output, report_main, write_comparison, write_report
-from skol_spark.report_io import labels_from_data
+from skol_spark.report.charts import CHART_SIZE, confusion_size
+from skol_spark.report.metrics import compute_metrics
+from skol_spark.report.build import compare_runs, load_output, report_main, write_comparison, write_report
+from skol_spark.report.files import labels_from_data
 
 LABELS = ["Nomenclature", "Description", "Misc"]
 VOID = {"meta", "img", "br", "hr", "link", "input", "source", "col", "area", "base", "wbr"}
@@ -261,7 +261,7 @@ def test_labels_from_data_warns_about_a_class_never_predicted(tmp_path, caplog):
     frame = scored(n=60)
     assert labels_from_data(pa.Table.from_pandas(frame)) == LABELS
     frame = frame[frame["prediction"] != 1]
-    with caplog.at_level(logging.WARNING, logger="skol_spark.report_io"):
+    with caplog.at_level(logging.WARNING, logger="skol_spark.report.files"):
         assert labels_from_data(pa.Table.from_pandas(frame)) == ["Nomenclature", "Misc"]
     assert "[1]" in caplog.text and "--labels" in caplog.text
 

@@ -15,10 +15,10 @@ import uuid
 import numpy as np
 import pytest
 
-from skol_spark.config import load_config
+from skol_spark.job.config import load_config
 from skol_spark.errors import InputContractError
-from skol_spark.job import run_job
-from skol_spark.windowing import score_document
+from skol_spark.job.run import run_job
+from skol_spark.scoring.windowing import score_document
 from tests.conftest import FEATURES, LABELS, WINDOW
 
 LENGTHS = [1, WINDOW, WINDOW + 1, 23, 3, 2 * WINDOW, 40, 5, 11, 2, 17, 9]  # 12 documents, 134 lines
@@ -27,7 +27,7 @@ LENGTHS = [1, WINDOW, WINDOW + 1, 23, 3, 2 * WINDOW, 40, 5, 11, 2, 17, 9]  # 12 
 @pytest.fixture(scope="module")
 def published(redis_server, redis_client, closure_model):
     """One trained model published twice: default stride 3 (overlapping) and stride == window."""
-    from skol_spark.store import ModelStore
+    from skol_spark.store.model_store import ModelStore
 
     store = ModelStore(redis_client, prefix=f"t{uuid.uuid4().hex[:8]}")
     name = "closure"
@@ -285,7 +285,7 @@ def test_local_parquet_is_validated_with_arrow_and_read_ahead_of_scoring(spark, 
 def test_a_failing_arrow_scan_falls_back_to_the_spark_scan(spark, published, tmp_path, monkeypatch, caplog):
     """The Arrow scan is an optimisation: if it breaks (fault injected), the run validates with Spark and
     scores as before."""
-    from skol_spark import local_scan
+    from skol_spark.local import local_scan
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected fault in the Arrow scan")
@@ -294,7 +294,7 @@ def test_a_failing_arrow_scan_falls_back_to_the_spark_scan(spark, published, tmp
     docs = make_documents(seed=47)
     input_path = write_input(spark, tmp_path / "in", docs)
     output = str(tmp_path / "out")
-    with caplog.at_level("WARNING", logger="skol_spark.job"):
+    with caplog.at_level("WARNING", logger="skol_spark.job.run"):
         result = run_job(spark, job_config(published, input_path, output))
 
     assert manifest_of(result)["input"]["validated_by"] == "spark"
@@ -335,7 +335,7 @@ def test_local_parquet_output_is_counted_with_arrow(spark, published, tmp_path, 
 def test_a_failing_arrow_count_falls_back_to_spark(spark, published, tmp_path, monkeypatch, caplog):
     """Counting with Arrow is an optimisation: if it breaks (fault injected), Spark counts, and the run
     succeeds with the same counts."""
-    from skol_spark import local_readback
+    from skol_spark.local import readback as local_readback
 
     def broken(*args, **kwargs):
         raise OSError("injected fault in the Arrow read-back")
@@ -343,7 +343,7 @@ def test_a_failing_arrow_count_falls_back_to_spark(spark, published, tmp_path, m
     monkeypatch.setattr(local_readback, "label_counts", broken)
     docs = make_documents(seed=59)
     input_path = write_input(spark, tmp_path / "in", docs)
-    with caplog.at_level("WARNING", logger="skol_spark.run_manifest"):
+    with caplog.at_level("WARNING", logger="skol_spark.job.manifest"):
         result = run_job(spark, job_config(published, input_path, str(tmp_path / "out")))
 
     out = manifest_of(result)["output"]
@@ -478,8 +478,8 @@ def test_bad_sparse_structs_are_refused(spark, published, tmp_path):
 
 def test_local_layout_gives_one_task_every_core_unless_told_otherwise(spark, tmp_path):
     """On a local master the automatic layout is one scoring task per 4 cores, with TensorFlow threads = cores."""
-    from skol_spark.config import config_from_dict
-    from skol_spark.job import scoring_layout
+    from skol_spark.job.config import config_from_dict
+    from skol_spark.job.run import scoring_layout
 
     def layout(**scoring):
         config = config_from_dict({"model": {"name": "m"}, "input": {"path": "in"},
@@ -512,8 +512,8 @@ def _scoring_plan_text(spark, config, presorted=False):
     """The physical plan of the scoring step, as the job builds it (nothing runs)."""
     from dataclasses import replace
 
-    from skol_spark.job import carried_columns, read_input, scoring_frame, scoring_layout
-    from skol_spark.scoring import ScoringPlan
+    from skol_spark.job.run import carried_columns, read_input, scoring_frame, scoring_layout
+    from skol_spark.scoring.partition import ScoringPlan
 
     df = read_input(spark, config)
     partitions, threads = scoring_layout(spark.sparkContext, config, 0)

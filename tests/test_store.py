@@ -16,11 +16,11 @@ import threading
 import numpy as np
 import pytest
 
-from skol_spark.artifact import ModelArtifact, encode_weights, sha256
+from skol_spark.model.artifact import ModelArtifact, encode_weights, sha256
 from skol_spark.errors import (ConfigError, EnvironmentMismatchError, ModelFormatError, ModelIntegrityError,
                                ModelNotFoundError, UnsafeModelError)
-from skol_spark.model_builder import build_predictor, rebuild_model
-from skol_spark.store import ModelStore
+from skol_spark.model.builder import build_predictor, rebuild_model
+from skol_spark.store.model_store import ModelStore
 from tests.conftest import FEATURES, LABELS, WINDOW, build_bilstm
 
 NAME = "m"
@@ -166,7 +166,7 @@ def test_versions_increment_latest_moves_and_aliases_resolve(store, closure_mode
 def test_registered_loss_round_trips_with_no_stand_ins(store):
     import keras
 
-    from skol_spark.losses import WeightedCategoricalCrossentropy
+    from skol_spark.model.losses import WeightedCategoricalCrossentropy
 
     model = build_bilstm(seed=2)
     model.compile(optimizer="adam", loss=WeightedCategoricalCrossentropy([1.0, 2.0, 0.5], labels=LABELS))

@@ -26,7 +26,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def published(redis_server, redis_client):
-    from skol_spark.store import ModelStore
+    from skol_spark.store.model_store import ModelStore
 
     store = ModelStore(redis_client, prefix="submit")
     model = train_closure_model(seed=3)
@@ -76,7 +76,7 @@ def test_spark_submit_sh_usage_errors():
 
 def test_cli_help_and_dry_run():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = [sys.executable, "-m", "skol_spark.cli"]
+    run = [sys.executable, "-m", "skol_spark.cli.main"]
     helped = subprocess.run(run + ["predict", "--help"], capture_output=True, text=True, timeout=60, env=env)
     assert helped.returncode == 0 and "--conf" in helped.stdout and "exit codes" in helped.stdout
     dry = subprocess.run(run + ["predict", "--conf", str(ROOT / "conf" / "local.yaml"), "--dry-run",
@@ -94,7 +94,7 @@ def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path):
     """The README's first command, minus its pip install: embedded Redis, demo model, corpus, spark-submit."""
     env = clean_env(PYTHONPATH=str(ROOT))
     out = tmp_path / "demo-out"
-    done = subprocess.run([sys.executable, "-m", "skol_spark.demo", "--documents", "60", "--workdir",
+    done = subprocess.run([sys.executable, "-m", "skol_spark.cli.demo", "--documents", "60", "--workdir",
                            str(tmp_path / "demo-data"), "--output", str(out), "--master", "local[2]"],
                           env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -55,7 +55,7 @@ def test_client_mode_ships_the_package_and_the_local_config_path(submit):
     argv = submit("--master", "yarn", "--set", "model.version=3", "--quiet")
     assert option(argv, "--master") == "yarn" and option(argv, "--deploy-mode") == "client"
     with zipfile.ZipFile(option(argv, "--py-files")) as z:
-        assert "skol_spark/cli.py" in z.namelist()
+        assert "skol_spark/cli/main.py" in z.namelist()
     script = argv.index(str(ROOT / "jobs" / "batch_predict.py"))
     assert argv[script + 1:-1] == ["--conf", str(submit.conf), "--set", "model.version=3", "--quiet"]
 
@@ -90,4 +90,4 @@ def test_wheel_is_shipped_under_a_name_spark_imports(submit):
     assert shipped.endswith("-whl.zip"), shipped  # Spark adds only .zip/.egg/.py py-files to sys.path
     with zipfile.ZipFile(shipped) as z:
         names = z.namelist()
-    assert "skol_spark/cli.py" in names and any(n.endswith(".dist-info/entry_points.txt") for n in names)
+    assert "skol_spark/cli/main.py" in names and any(n.endswith(".dist-info/entry_points.txt") for n in names)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skol_spark.features import DenseFeatures, to_sparse
-from skol_spark.windowing import (plan_windows, score_dense_documents, score_document, score_lines,
+from skol_spark.scoring.features import DenseFeatures, to_sparse
+from skol_spark.scoring.windowing import (plan_windows, score_dense_documents, score_document, score_lines,
                                   window_starts)
 
 F, C = 5, 3

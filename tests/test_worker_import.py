@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import sys
-from skol_spark.model_builder import configure_tensorflow
+from skol_spark.model.builder import configure_tensorflow
 configure_tensorflow(1, skip_plotting={skip})
 import keras
 from keras.src.visualization import plot_image_gallery

@@ -1,4 +1,4 @@
-"""The Python worker the CLI starts beside the JVM (skol_spark.worker_prestart, skol_spark.worker_daemon).
+"""The Python worker the CLI starts beside the JVM (skol_spark.local.worker_prestart, skol_spark.local.worker_daemon).
 
 Real processes throughout: a pre-started worker that really imports
 TensorFlow, this test playing Spark's daemon and JVM over real sockets, and
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from skol_spark import worker_prestart
-from skol_spark.config import ConfigError, load_config
-from skol_spark.store import ModelStore
-from skol_spark.worker_prestart import PrestartedWorker, hand_over
+from skol_spark.local import worker_prestart
+from skol_spark.job.config import ConfigError, load_config
+from skol_spark.store.model_store import ModelStore
+from skol_spark.local.worker_prestart import PrestartedWorker, hand_over
 from tests.conftest import LABELS
 from tests.fault_tools import (documents_table, make_documents, predict_args, read_output, run_cli_subprocess,
                                write_config, write_table)
@@ -45,7 +45,7 @@ def prestart_processes() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"skol_spark.worker_prestart" in (entry / "cmdline").read_bytes():
+                if b"skol_spark.local.worker_prestart" in (entry / "cmdline").read_bytes():
                     pids.append(int(entry.name))
             except OSError:
                 pass
@@ -147,7 +147,7 @@ def test_a_long_tmpdir_still_gives_a_socket_path_that_fits(tmp_path, monkeypatch
 
 
 def test_a_model_built_ahead_counts_as_one_build_of_the_first_task():
-    from skol_spark import worker_cache
+    from skol_spark.model import cache as worker_cache
 
     calls = []
     worker_cache.clear()
@@ -162,7 +162,7 @@ def test_a_model_built_ahead_counts_as_one_build_of_the_first_task():
 
 
 def plan_for(artifact, **changes):
-    from skol_spark.scoring import ScoringPlan
+    from skol_spark.scoring.partition import ScoringPlan
 
     return ScoringPlan(doc_col="doc_id", line_col="line_number", features_col="features", carry_cols=(),
                        labels=tuple(artifact.labels), window=artifact.window_size, stride=artifact.stride,
@@ -212,7 +212,7 @@ def test_no_daemon_no_worker_the_hand_over_says_so(tmp_path):
 def test_it_exits_when_the_process_that_started_it_dies(tmp_path):
     """A CLI killed before its JVM asked for a worker must not leave a TensorFlow process behind."""
     code = ("import sys, tempfile; tempfile.tempdir = sys.argv[1]\n"
-            "from skol_spark.worker_prestart import PrestartedWorker\n"
+            "from skol_spark.local.worker_prestart import PrestartedWorker\n"
             "print(PrestartedWorker.spawn().pid, flush=True)\n")
     parent = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                             timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})

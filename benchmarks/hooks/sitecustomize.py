@@ -1,6 +1,6 @@
 """Benchmark-only hook (on PYTHONPATH only while benchmarking): time of the first prediction.
 
-When ``SKOL_BENCH_MARKS`` names a directory, ``skol_spark.windowing.score_lines`` is
+When ``SKOL_BENCH_MARKS`` names a directory, ``skol_spark.scoring.windowing.score_lines`` is
 wrapped as the module loads so that the first ``predict`` call that returns in
 each process writes ``<dir>/first_prediction-<pid>`` holding ``time.time()``, and
 ``<dir>/package-<pid>`` records the file the process imported it from, so that the
@@ -59,7 +59,7 @@ if _MARKS:
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "skol_spark.windowing":
+            if name != "skol_spark.scoring.windowing":
                 return None
             sys.meta_path.remove(self)
             spec = importlib.util.find_spec(name)

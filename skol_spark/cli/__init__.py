@@ -1,0 +1,1 @@
+"""The ``skol-spark`` command line."""

@@ -1,0 +1,238 @@
+"""``skol-spark``: one ``main(argv) -> int`` behind every launcher.
+
+``jobs/batch_predict.py`` (spark-submit), the console entry point and the
+Databricks ``python_wheel_task`` all call ``main``. Errors become one line on
+stderr and a documented exit code (README, "Exit codes"); tracebacks only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from skol_spark import errors
+from skol_spark._version import __version__
+
+log = logging.getLogger("skol_spark")
+
+EXIT_CODES_HELP = """exit codes:
+  0   success              2   usage / config error      3   unsupported environment (keras < 3.15)
+  10  Redis unreachable / auth / permission               11  model, version or alias not found
+  12  model artifact corrupt or incomplete                13  model cannot be rebuilt (format, layer)
+  14  unsafe model refused (Lambda, foreign module, archive path)
+  15  golden outputs differ (TensorFlow/Keras mismatch)   20  input refused (schema, NaN, duplicates)
+  30  Spark job failed      31  job timeout     32  output locked by another run
+  99  incremental run found nothing to do (job.nothing_to_do_exit_code)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skol-spark", description="Batch scoring of Keras sequence models on Spark; models kept in Redis.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"skol-spark {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="score an input table with a model from the store",
+                       description="Score every line of every document; see conf/ for config files.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--conf", help="YAML job config (conf/local.yaml, conf/cluster.yaml, ...)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set output.mode=overwrite (repeatable)")
+    p.add_argument("--watermark", metavar="VALUE", help="score only rows with input.watermark_col >= VALUE")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr (for schedulers)")
+    p.add_argument("--dry-run", action="store_true", help="parse and print the resolved config, then exit")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
+
+    from skol_spark.cli.model import add_model_parser
+
+    add_model_parser(sub)
+
+    r = sub.add_parser("report", help="rebuild the HTML/PNG report of a finished run (no rescoring)",
+                       add_help=False)
+    r.add_argument("args", nargs=argparse.REMAINDER)
+    d = sub.add_parser("demo", help="run the end-to-end demo (embedded Redis, demo model and corpus)",
+                       add_help=False)
+    d.add_argument("args", nargs=argparse.REMAINDER)
+    j = sub.add_parser("jvm-archive", help="record a JVM class archive: faster local Spark starts (once, ~30 s)",
+                       description="Record a class-data-sharing archive of the classes a scoring run loads, "
+                                   "used from then on by local-master sessions this package starts "
+                                   "(job.jvm_class_archive: auto). Stored in $SKOL_SPARK_CACHE_DIR, else "
+                                   "$XDG_CACHE_HOME/skol_spark or ~/.cache/skol_spark (~200 MB).")
+    j.add_argument("--remove", action="store_true", help="delete this machine's archive instead")
+    j.add_argument("--path", action="store_true", help="print where the archive is (or would be) and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 for --help
+        return int(e.code or 0)
+    setup_logging(debug=args.debug, quiet=getattr(args, "quiet", False))
+    try:
+        return dispatch(args)
+    except errors.NothingToDo as e:
+        log.warning("%s", e)
+        return getattr(e, "exit_code_override", errors.NothingToDo.exit_code)
+    except errors.SkolError as e:
+        if args.debug:
+            log.exception("failed")
+        print(f"skol-spark: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("skol-spark: interrupted", file=sys.stderr)
+        return 130
+
+
+def dispatch(args) -> int:
+    if args.command == "predict":
+        return predict_command(args)
+    if args.command == "model":
+        from skol_spark.cli.model import model_command
+
+        return model_command(args)
+    if args.command == "report":
+        from skol_spark.report.build import report_main
+
+        return report_main(args.args)
+    if args.command == "jvm-archive":
+        return jvm_archive_command(args)
+    if args.command == "demo":
+        from skol_spark.cli.demo import demo_main
+
+        return demo_main(args.args)
+    raise errors.ConfigError(f"unknown command {args.command}")  # pragma: no cover
+
+
+def jvm_archive_command(args) -> int:
+    from skol_spark.local import jvm_archive
+
+    if args.path:
+        path = jvm_archive.archive_path()
+        print(path if path else "no java found")
+        return 0 if path else 2
+    if args.remove:
+        removed = jvm_archive.remove()
+        print(f"removed {removed}" if removed else "no archive to remove")
+        return 0
+    print(jvm_archive.create(log=lambda m: print(m, file=sys.stderr)))
+    return 0
+
+
+def setup_logging(*, debug: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("py4j", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def predict_command(args, *, spark=None) -> int:
+    from skol_spark.job.config import load_config, require_job_fields
+
+    overrides = list(args.overrides)
+    if args.watermark is not None:
+        overrides.append(f"input.watermark_min={json.dumps(args.watermark)}")
+    if args.quiet:
+        overrides.append("job.quiet=true")
+    config = load_config(args.conf, overrides)
+    require_job_fields(config)
+    if args.dry_run:
+        print(json.dumps(config.redacted(), indent=2))
+        return 0
+    from skol_spark.job.run import run_job
+    from skol_spark.job.model_loading import check_model_reachable
+    from skol_spark.job.session import build_session, start_tensorflow_import, submitted_with_master
+    from skol_spark.report.summary import print_summary
+
+    check_model_reachable(config)  # Redis down / frozen / bad password: fail in seconds, before starting Spark
+    owns_session = False
+    prestarted = None
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        # Stop only a session this call created: a notebook's or a Databricks job's session outlives the run.
+        owns_session = SparkSession.getActiveSession() is None
+        submitted = submitted_with_master()
+        prestarted = prestart_worker(config, creates_session=owns_session and not submitted)
+        try:
+            spark = build_session(master=config.job.master, app_name=config.job.app_name,
+                                  conf={**dict(config.job.spark_conf), **(prestarted.spark_conf if prestarted else {})},
+                                  class_archive=config.job.jvm_class_archive, jit=config.job.jvm_jit,
+                                  input_path=config.input.path, input_format=config.input.format,
+                                  preload_tensorflow=not submitted and driver_needs_tensorflow(config))
+        except BaseException:
+            if prestarted is not None:
+                prestarted.close()
+            raise
+        if submitted and driver_needs_tensorflow(config, spark.sparkContext):
+            start_tensorflow_import()  # spark-submit chose the master; its JVM is up, the scan not yet started
+    log.info("run config: %s", json.dumps(config.redacted(), sort_keys=True))
+    try:
+        try:
+            result = run_job(spark, config)
+        except errors.NothingToDo as e:
+            e.exit_code_override = config.job.nothing_to_do_exit_code  # type: ignore[attr-defined]
+            raise
+        if not config.job.quiet:
+            print_summary(result.manifest, stream=sys.stderr)
+        print(f"manifest: {result.manifest_path}")
+        return 0
+    finally:
+        if owns_session and not _on_databricks():
+            spark.stop()
+        if prestarted is not None:
+            prestarted.close()
+
+
+def driver_needs_tensorflow(config, sc=None) -> bool:
+    """False when the run's warm-up will be its smoke test (local masters), so the driver never imports
+    TensorFlow and a JVM starting beside it has both cores. Without ``sc``: the session the CLI will build."""
+    from skol_spark.local import warmup
+
+    if sc is not None:
+        return not warmup.wanted(sc, config.scoring.warm_up)
+    master = config.job.master or "local[*]"
+    reuse = dict(config.job.spark_conf).get("spark.python.worker.reuse")
+    return not warmup.wanted_for(master, reuse, config.scoring.warm_up)
+
+
+def prestart_worker(config, *, creates_session: bool):
+    """Start the first Python worker now, so that its TensorFlow import overlaps the JVM's start
+    (``job.prestart_worker``; see ``worker_prestart``), or None."""
+    from skol_spark.local import worker_prestart
+
+    master = config.job.master or "local[*]"
+    if not worker_prestart.wanted(config.job.prestart_worker, master=master, creates_session=creates_session,
+                                  warm_up=not driver_needs_tensorflow(config),
+                                  spark_conf=dict(config.job.spark_conf)):
+        return None
+    return worker_prestart.PrestartedWorker.spawn()
+
+
+def _on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def job_entry() -> None:
+    """The ``skol-spark-job`` entry point for Databricks ``python_wheel_task``.
+
+    A wheel task calls the entry point function and ignores what it returns, so
+    ``main``'s exit code would be lost and a failed run reported as a success:
+    raise ``SystemExit`` with the code instead (0 returns normally).
+    """
+    code = main()
+    if code:
+        raise SystemExit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The run manifest: the record of one run, written beside the output on success AND failure.
+
+Fields: run id, start/end, status and exit code, model name/version/checksum,
+input location and counts, output location and rows written, per-label
+counts, throughput, Spark application id and master, the config with secrets
+redacted, and evaluation metrics when the input has true labels. Counts come
+from the written files, never from re-running the scoring step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from skol_spark._version import __version__
+from skol_spark.job.config import JobConfig
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunRecorder:
+    def __init__(self, spark, config: JobConfig, run_id: str) -> None:
+        self.spark, self.config, self.run_id = spark, config, run_id
+        self.t0 = time.monotonic()
+        sc = spark.sparkContext
+        out = config.output
+        self.data: dict[str, Any] = {
+            "run_id": run_id, "skol_spark_version": __version__, "started_at": _now(),
+            "spark": {"application_id": sc.applicationId, "master": sc.master, "version": spark.version},
+            "input": {"path": config.input.path, "table": config.input.table, "format": config.input.format},
+            "output": {"path": out.path, "table": out.table, "format": out.format, "mode": out.mode},
+            "config": config.redacted(),
+        }
+        self.manifest_path = ""
+        self.labels: list[str] = []
+        self.data["report_dir"] = self.run_dir()
+
+    def model(self, artifact) -> None:
+        self.labels = artifact.labels
+        self.data["model"] = {"name": artifact.name, "version": artifact.version, "labels": artifact.labels,
+                              "weights_sha256": artifact.manifest["weights"]["sha256"],
+                              "architecture_sha256": artifact.manifest["architecture"]["sha256"],
+                              "window_size": artifact.window_size, "feature_size": artifact.feature_size}
+
+    def input(self, report) -> None:
+        self.data["input"].update({"lines": report.lines, "documents": report.documents, "validated_by": report.scan,
+                                   "problems": {k: {"lines": c, "example": e} for k, (c, e) in report.bad.items() if c}})
+
+    def quarantine(self, info: dict[str, Any]) -> None:
+        self.data["quarantine"] = info
+
+    def scoring(self, *, seconds: float, builds: int, window: int, stride: int, partitions: int = 0,
+                tf_threads: int = 0, warm_up: dict | None = None, predictor: str = "",
+                presorted: bool = False, smoke_test: str = "driver") -> None:
+        self.data["scoring"] = {"seconds": round(seconds, 3), "model_builds": builds, "window_size": window,
+                                "stride": stride, "partitions": partitions, "tf_threads": tf_threads or "task cpus",
+                                "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras",
+                                "sort": "input order" if presorted else "spark", "smoke_test": smoke_test}
+
+    def output(self, spark, config: JobConfig, paths, plan, schema=None) -> int:
+        """Read back what this run wrote: rows, per-label counts, metrics. ``schema``: of the written rows."""
+        from pyspark.sql import functions as F
+
+        from skol_spark.job.sink import FILE_FORMATS, read_published_run
+
+        out = config.output
+        if out.table:
+            written = spark.table(out.table).where(F.col("run_id") == self.run_id)
+        elif out.format in FILE_FORMATS and not out.dynamic_partition_overwrite:
+            written = read_published_run(spark, paths, fmt=out.format, schema=schema)
+        else:  # run_id is a column of the files (dynamic overwrite) or of a table format's partitions (delta)
+            written = spark.read.format(out.format).load(out.path).where(F.col("run_id") == self.run_id)
+        counts, counted_by = self._arrow_counts(config, paths), "arrow"
+        if counts is None:
+            counts = {r["label"]: int(r["count"]) for r in written.groupBy("label").count().collect()}
+            counted_by = "spark"
+        rows = sum(counts.values())
+        seconds = time.monotonic() - self.t0
+        self.data["output"].update({"rows_written": rows, "counted_by": counted_by,
+                                    "label_counts": {lab: counts.get(lab, 0) for lab in self.labels}})
+        self.data["throughput"] = {"lines_per_second": round(rows / seconds, 1) if seconds > 0 else None,
+                                   "job_seconds": round(seconds, 3)}
+        if config.input.label_col or (config.output.report and rows):
+            self._evaluate(written, config)
+        return rows
+
+    def _arrow_counts(self, config: JobConfig, paths) -> dict | None:
+        """Label counts read by the driver with Arrow (``local_readback``), or None: Spark counts them."""
+        from skol_spark.local import readback as local_readback
+        from skol_spark.local.jvm_jit import local_path
+        from skol_spark.job.session import is_local_master
+
+        out = config.output
+        if not (out.path and out.format == "parquet" and not out.dynamic_partition_overwrite
+                and is_local_master(self.spark.sparkContext.master)):
+            return None
+        run_dir = local_path(f"{paths.output}/{paths.partition_dir}")
+        if run_dir is None:
+            return None
+        try:
+            return local_readback.label_counts(run_dir)
+        except local_readback.Declined as e:
+            log.info("counting the written rows with Spark: %s", e)
+        except Exception as e:  # an optimisation only: Spark's read-back is the reference
+            log.warning("counting the written rows with Arrow failed (%s: %s); counting them with Spark instead",
+                        type(e).__name__, e)
+        return None
+
+    def _evaluate(self, written, config: JobConfig) -> None:
+        try:
+            from skol_spark.report.evaluation import evaluate_output
+
+            evaluation = evaluate_output(written, self.labels, doc_col=config.input.doc_id_col,
+                                         line_col=config.input.line_col,
+                                         labelled=bool(config.input.label_col), report_dir=self.run_dir(),
+                                         write_report=config.output.report, manifest=self.data,
+                                         rows=int(self.data["output"]["rows_written"]))
+        except Exception as e:
+            # The output is already published and correct: a report problem must not make a
+            # scheduler re-run the batch. It is logged and recorded in the manifest instead.
+            log.warning("run %s: the report could not be written: %s (rebuild it later with: "
+                        "skol-spark report <manifest>)", self.run_id, e)
+            self.data["report"] = {"error": f"{type(e).__name__}: {e}"}
+            return
+        self.data.update(evaluation)
+
+    def run_dir(self) -> str:
+        from skol_spark.job.sink import OutputPaths
+
+        out = self.config.output
+        if out.manifest_path:
+            return f"{out.manifest_path.rstrip('/')}/{self.run_id}"
+        if out.path:
+            return OutputPaths(out.path, self.run_id).run_dir()
+        return f"skol_runs/{out.table}/{self.run_id}"
+
+    def finish(self, status: str, *, exit_code: int, error: BaseException | None = None) -> None:
+        elapsed = time.monotonic() - self.t0
+        self.data.update({"status": status, "exit_code": exit_code, "finished_at": _now(),
+                          "duration_seconds": round(elapsed, 3)})
+        if error is not None:
+            self.data["error"] = {"type": type(error).__name__, "message": str(error)}
+
+    def close(self) -> None:
+        """Write manifest.json into the run directory (any Hadoop filesystem)."""
+        from skol_spark.job.sink import HadoopFS
+
+        path = f"{self.run_dir()}/manifest.json"
+        try:
+            fs = HadoopFS(self.spark, path)
+            fs.mkdirs(self.run_dir())
+            fs.write(path, json.dumps(self.data, indent=2, sort_keys=True, default=str).encode())
+            self.manifest_path = path
+            self.data["manifest_path"] = path
+        except Exception as e:  # never hide the run's own error behind a manifest problem
+            log.error("could not write the run manifest to %s: %s", path, e)
+            print(json.dumps(self.data, default=str), file=sys.stderr)

@@ -1,0 +1,44 @@
+"""The opt-in ``quarantine`` policy: set bad documents aside, score the rest.
+
+A document with any offending line (null key, null/NaN/inf features, wrong
+size, duplicate key) is quarantined whole, because scoring part of a document
+would change the windows of the lines around the gap. Its lines go to
+``scoring.quarantine_path/run_id=<run>/`` with a ``quarantine_reason``. The
+run fails (nothing published) when the quarantined share of lines exceeds
+``scoring.max_quarantine_fraction``. Output + quarantine lines = input lines.
+"""
+
+from __future__ import annotations
+
+from skol_spark.job.config import JobConfig
+from skol_spark.errors import InputContractError
+
+
+def quarantine(spark, df, report, config: JobConfig, bad_docs, recorder):
+    from pyspark.sql import functions as F
+
+    doc = config.input.doc_id_col
+    bad_docs = bad_docs.cache()
+    # Null document ids cannot be joined: they are quarantined as their own group.
+    keyed = df.withColumn("_qdoc", F.coalesce(F.col(doc).cast("string"), F.lit("\u0000null")))
+    bad_keys = bad_docs.select(F.coalesce(F.col("_doc").cast("string"), F.lit("\u0000null")).alias("_qdoc"),
+                               F.col("reason").alias("quarantine_reason"))
+    bad_lines = keyed.join(bad_keys, "_qdoc", "inner").drop("_qdoc")
+    n_bad = bad_lines.count()
+    fraction = n_bad / report.lines if report.lines else 0.0
+    limit = config.scoring.max_quarantine_fraction
+    info = {"lines": n_bad, "documents": bad_docs.count(), "fraction": round(fraction, 6),
+            "path": config.scoring.quarantine_path}
+    recorder.quarantine(info)
+    if fraction > limit:
+        bad_docs.unpersist()
+        raise InputContractError(
+            f"{n_bad} of {report.lines} lines ({fraction:.2%}) would be quarantined, above "
+            f"scoring.max_quarantine_fraction={limit:.2%}; nothing was written. Fix the input or raise the limit")
+    features = config.input.features_col
+    (bad_lines.withColumn(features, F.col(features).cast("string"))
+     .withColumn("run_id", F.lit(recorder.run_id))
+     .write.mode("append").partitionBy("run_id").parquet(config.scoring.quarantine_path))
+    good = keyed.join(bad_keys, "_qdoc", "left_anti").drop("_qdoc")
+    bad_docs.unpersist()
+    return good

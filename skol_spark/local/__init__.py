@@ -1,0 +1,1 @@
+"""Local-master conveniences, behind one seam (``skol_spark.local.LocalMaster``)."""

@@ -1,0 +1,48 @@
+"""The manifest's counts of a run written as local Parquet, read back with Arrow in the driver.
+
+Every run reads back what it published, so the manifest's row and label
+counts describe the files, not what the scoring step meant to write. With
+Spark, that read-back is a two-stage aggregation planned after the last
+prediction: on a local master, 0.4-0.6 s of a one-shot run's end (traced at
+200k lines), almost all of it planning and starting tasks. The same counts
+come from the files' ``label`` column in milliseconds.
+
+It reads the same files Spark would: the data files under the run's own
+directory (names starting with ``_`` or ``.`` are Spark's bookkeeping). It
+declines where it would not see what Spark sees: a remote filesystem,
+output not in Parquet, ``label`` as a partition directory, or a file
+without the column. Then Spark counts, as it always does on clusters.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+
+
+class Declined(Exception):
+    """The output is not one Arrow reads as Spark would: count with Spark."""
+
+
+def label_counts(run_dir: str) -> dict[str | None, int]:
+    """Rows per label in the Parquet files under ``run_dir`` (a local directory)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from skol_spark.local.jvm_jit import parquet_files
+
+    if not os.path.isdir(run_dir):  # also where a scheme-less path named fs.defaultFS's (remote) directory
+        raise Declined(f"{run_dir} is not a local directory")
+    tables = []
+    for file in parquet_files(run_dir):
+        if any(part.startswith("label=") for part in os.path.relpath(file, run_dir).split(os.sep)[:-1]):
+            raise Declined("label is a partition directory")
+        with pq.ParquetFile(file) as parquet:
+            if "label" not in parquet.schema_arrow.names:
+                raise Declined(f"{file} has no label column")
+            tables.append(parquet.read(columns=["label"]))
+    if not tables:
+        return {}
+    counts = pc.value_counts(pa.concat_tables(tables).column("label"))
+    return {v.as_py(): int(n.as_py()) for v, n in zip(counts.field("values"), counts.field("counts"))}

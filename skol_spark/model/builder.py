@@ -1,0 +1,344 @@
+"""Rebuild a Keras model from an artifact: the one place custom objects live.
+
+Why stand-ins are not needed: prediction never calls the loss. Models trained
+with closure losses (``weighted_categorical_crossentropy`` capturing a class
+weight tensor) serialize a loss *name* Keras cannot find again, so the compile
+config is removed before deserialization and the model is used uncompiled.
+Custom *layers* cannot be stood in for: they come from modules the user names
+(``model.custom_layer_modules``), imported on the driver and on every executor.
+
+Safety: the architecture JSON is walked before Keras sees it. Only classes
+from ``keras.*``, ``skol_spark.model.losses`` and the user's named modules may be
+referenced, and a ``Lambda`` layer (Python bytecode) is refused unless
+``allow_unsafe_deserialization`` is set. Keras' own safe mode stays on too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from skol_spark.model.artifact import GOLDEN_TOLERANCE, ModelArtifact, check_golden, decode_weights, golden_inputs
+from skol_spark.errors import DependencyError, EnvironmentMismatchError, ModelFormatError, UnsafeModelError
+
+log = logging.getLogger(__name__)
+
+MIN_KERAS = (3, 15)
+SAFE_MODULE_PREFIXES = ("keras", "skol_spark.model.losses")
+FUNCTION_MODULES = ("keras.activations", "keras.losses", "keras.metrics",
+                    "keras.src.activations", "keras.src.losses", "keras.src.metrics")
+
+
+def check_keras_floor() -> None:
+    """Refuse legacy Keras: Keras < 3.15 had safe-mode bypasses; tf_keras does not check Lambdas."""
+    if os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in ("1", "true", "yes"):
+        raise DependencyError(
+            "TF_USE_LEGACY_KERAS is set: legacy Keras 2 (tf_keras) loads Lambda bytecode without checks. "
+            "Unset TF_USE_LEGACY_KERAS to run skol_spark with Keras 3")
+    # The installed version is read from package metadata, not by importing keras: the import
+    # (TensorFlow with it) takes seconds, and the driver calls this on its main thread.
+    version = getattr(sys.modules.get("keras"), "__version__", None) or _installed_version("keras")
+    found = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if found < MIN_KERAS:
+        raise DependencyError(
+            f"keras {version} is too old: skol_spark needs keras >= 3.15 (earlier versions had "
+            "safe-mode bypasses). pip install 'keras>=3.15'")
+
+
+def _installed_version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        raise DependencyError(f"{package} is not installed: pip install '{package}>=3.15'") from None
+
+
+# Keras imports these at import time only when they are installed, for image-gallery plots; a scoring
+# worker never plots, and on a busy 2-core executor the import cost 0.8 s of the worker's start (measured).
+PLOTTING_MODULES = ("matplotlib", "matplotlib.pyplot")
+
+
+def configure_tensorflow(threads: int, *, skip_plotting: bool = False) -> None:
+    """Pin TensorFlow's thread pools to the cores this task owns, before the first op.
+
+    Two Python workers on two cores each running TF's default pools (one
+    thread per core, twice over) oversubscribe the machine; pinning is the
+    single largest win for CPU scoring. Safe to call more than once.
+
+    ``skip_plotting`` (Python workers): the first TensorFlow import runs with
+    matplotlib unavailable, so Keras leaves its plotting helper unset. Only
+    for that import: matplotlib imports normally afterwards. Not on the
+    driver, where a notebook may plot with Keras.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with unavailable(PLOTTING_MODULES if skip_plotting else ()):  # a no-op once TensorFlow is imported
+        import tensorflow as tf
+
+    threads = max(1, int(threads))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # the runtime is already initialised in this process; keep its settings
+
+
+@contextlib.contextmanager
+def unavailable(modules: Sequence[str]):
+    """Make modules not yet imported raise ImportError inside the block (a ``None`` entry in
+    ``sys.modules``), and importable again after it."""
+    blocked = [m for m in modules if m not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+def check_architecture(architecture: str, *, custom_modules: Sequence[str] = (),
+                       allow_unsafe: bool = False) -> dict[str, Any]:
+    """Parse and vet the architecture JSON; returns it without its compile config.
+
+    Raises UnsafeModelError for Lambda layers / functions and ModelFormatError
+    for classes from modules that are neither Keras nor named by the user.
+    """
+    try:
+        config = json.loads(architecture)
+    except json.JSONDecodeError as e:
+        raise ModelFormatError(f"architecture is not valid JSON ({e.msg} at {e.pos})") from None
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelFormatError("architecture JSON is not a serialized Keras model (no class_name)")
+    config.pop("compile_config", None)
+    allowed = tuple(SAFE_MODULE_PREFIXES) + tuple(custom_modules)
+    for node in _walk(config):
+        _vet_node(node, allowed, allow_unsafe)
+    return config
+
+
+def _vet_node(node: dict[str, Any], allowed: tuple[str, ...], allow_unsafe: bool) -> None:
+    """Refuse one serialized object unless Keras would resolve it to safe, known code."""
+    module, cls = node.get("module"), node.get("class_name")
+    if cls in ("Lambda", "__lambda__") and not allow_unsafe:
+        layer = node.get("config") if isinstance(node.get("config"), dict) else {}
+        what = f"a Lambda layer ({layer.get('name', '?')})" if cls == "Lambda" else \
+            "a serialized Python lambda (class_name '__lambda__', e.g. as an activation)"
+        raise UnsafeModelError(
+            f"architecture contains {what}: it carries Python bytecode that would run on load. Replace it with "
+            "a registered custom layer or function, or, only if you trust the source, set "
+            "model.allow_unsafe_deserialization: true")
+    if not isinstance(module, str):
+        return  # resolved by name among Keras' own and registered objects
+    if cls == "function":
+        # "builtins" is how Keras writes its own functions; it resolves them only among keras.activations,
+        # keras.losses and keras.metrics. Any other keras.* symbol (keras.config...) is not a layer function.
+        # allow_unsafe opens Lambdas only: a function from a foreign module is refused regardless.
+        if module == "builtins" or _allowed(module, FUNCTION_MODULES + tuple(a for a in allowed if a != "keras")):
+            return
+        raise UnsafeModelError(f"architecture references function {node.get('config')!r} from module "
+                               f"{module!r}; only Keras activations/losses/metrics and functions from "
+                               "model.custom_layer_modules are allowed")
+    if _allowed(module, allowed):
+        return
+    if module.split(".", 1)[0] in sys.stdlib_module_names:
+        raise UnsafeModelError(
+            f"architecture names {cls!r} from module {module!r}, which is Python's own library, not a Keras "
+            "layer module: refused, nothing was imported or run. The stored architecture is not a plain "
+            "Keras model; republish it from a trusted source")
+    raise ModelFormatError(
+        f"layer class {cls!r} comes from module {module!r}, which is not allowed: if it is your custom "
+        f"layer, add `{module}` to model.custom_layer_modules (--custom-layers-module) and make it "
+        "importable on the driver and the executors")
+
+
+def _allowed(module: str, allowed: Iterable[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in allowed)
+
+
+def _walk(node: Any):
+    if isinstance(node, dict):
+        if "class_name" in node:
+            yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def import_custom_objects(modules: Sequence[str]) -> dict[str, Any]:
+    """Import the user's modules and collect their Keras layers/losses by class name."""
+    import keras
+
+    from skol_spark.model import losses
+
+    objects: dict[str, Any] = dict(losses.custom_objects())
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            raise ModelFormatError(
+                f"custom layer module {name!r} cannot be imported ({e}); ship it to the executors "
+                "(--py-files) and check model.custom_layer_modules") from None
+        for attr, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, (keras.layers.Layer, keras.losses.Loss)):
+                objects[attr] = value
+    return objects
+
+
+def rebuild_model(artifact: ModelArtifact, *, custom_modules: Sequence[str] = (),
+                  allow_unsafe: bool = False):
+    """Artifact -> uncompiled ``keras.Model`` with its weights set.
+
+    This is the only call of ``model_from_json`` in skol_spark: the driver's
+    smoke test, ``model verify`` and every executor's first build go through it.
+    """
+    check_keras_floor()
+    config = check_architecture(artifact.architecture, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
+    objects = import_custom_objects(custom_modules)
+    weights = decode_weights(artifact.weights, where=f"model {artifact.name!r} v{artifact.version} weights")
+    import keras
+
+    try:
+        # A scope, not keras.config.enable_unsafe_deserialization(): that switch is process-wide and sticky,
+        # so one opted-in model would turn Keras' safe mode off for every later load in this worker.
+        with _safe_mode(not allow_unsafe):
+            model = keras.models.model_from_json(json.dumps(config), custom_objects=objects)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ModelFormatError(
+            f"model {artifact.name!r} v{artifact.version} cannot be rebuilt: {_first_line(e)}. If a custom layer "
+            "is missing, name its module in model.custom_layer_modules") from None
+    try:
+        model.set_weights(weights)
+    except ValueError as e:
+        raise ModelFormatError(f"model {artifact.name!r} v{artifact.version}: weights do not fit the architecture "
+                               f"({_first_line(e)}); the artifact is inconsistent, republish it") from None
+    check_shapes(artifact, model)
+    return model
+
+
+def _safe_mode(safe: bool):
+    """Keras' safe mode set for one deserialization and restored afterwards."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(safe)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0][:400] if str(error).strip() else type(error).__name__
+
+
+def check_shapes(artifact: ModelArtifact, model) -> None:
+    """The manifest's window, feature and label counts must match the model (names both)."""
+    in_shape = tuple(model.inputs[0].shape)
+    out_shape = tuple(model.outputs[0].shape)
+    name = f"model {artifact.name!r} v{artifact.version}"
+    if len(in_shape) != 3 or len(out_shape) != 3:
+        raise ModelFormatError(f"{name}: expected a sequence model [batch, lines, features] -> [batch, lines, "
+                               f"classes], got input {in_shape} and output {out_shape}")
+    for what, model_value, manifest_value in (
+        ("window size", in_shape[1], artifact.window_size),
+        ("feature size", in_shape[2], artifact.feature_size),
+        ("label count", out_shape[2], len(artifact.labels)),
+    ):
+        if model_value is not None and int(model_value) != int(manifest_value):
+            raise ModelFormatError(f"{name}: manifest {what} is {manifest_value} but the model's is {model_value}; "
+                                   "republish with matching metadata")
+
+
+def make_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
+    """A traced predict: ``float32[n, window, features] -> float32[n, window, classes]``.
+
+    One ``tf.function`` with an unknown batch dimension traces once, so
+    batches of any size reuse the same graph (Keras ``predict`` adds ~ms of
+    per-call overhead and its own batching on top). Without AutoGraph, like
+    Keras 3's own predict step (``do_not_convert``): a Keras model's code
+    does not rely on it, and rewriting source costs trace time in every worker.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+
+    @tf.function(input_signature=[spec], reduce_retracing=True, autograph=False)
+    def call(x):
+        return model(as_declared_input(model, x), training=False)
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        return call(tf.convert_to_tensor(windows, dtype=tf.float32)).numpy()
+
+    return predict
+
+
+def as_declared_input(model, x):
+    """``x`` in the structure the model declares: a one-element list for Keras 2 functional files.
+
+    Keras 3 accepts a bare tensor for such a model but warns on every first
+    call (once per Python worker, in every executor log); handing it the
+    structure it was built with keeps the logs clean.
+    """
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a model without a defined input: a bare tensor is right
+        return x
+    return [x] if isinstance(structure, (list, tuple)) and len(structure) == 1 else x
+
+
+def build_predictor(artifact: ModelArtifact, *, custom_modules: Sequence[str] = (),
+                    allow_unsafe: bool = False, where: str = "driver",
+                    line_projection: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """Rebuild, check the golden outputs, and return a traced predict function.
+
+    ``line_projection``: when the model qualifies, a ``projection.LinePredictor``
+    (each line's first-layer product computed once), if it reproduces the
+    model's golden outputs; otherwise Keras' own call.
+    """
+    model = rebuild_model(artifact, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
+    predict = make_predict_fn(model)
+    fast = checked_line_predictor(artifact, model, predict, where) if line_projection else None
+    if fast is not None:
+        return fast
+    check_golden(artifact, predict, where=where)
+    return predict
+
+
+def predictor_kind(predict) -> str:
+    """``line_projection`` or ``keras``: which predictor ``build_predictor`` returned (run manifest)."""
+    return "line_projection" if hasattr(predict, "predict_rows") else "keras"
+
+
+def checked_line_predictor(artifact: ModelArtifact, model, predict, where: str):
+    """The model's ``LinePredictor`` once it passes the golden check, else None (logged).
+
+    A failure here falls back rather than failing the job: Keras' own call,
+    checked next, is the judge of whether the environment is at fault.
+    Artifacts without golden outputs compare with Keras' call on the probe windows.
+    """
+    from skol_spark.model.projection import line_predictor
+
+    fast = line_predictor(model)
+    if fast is None:
+        return None
+    try:
+        if artifact.manifest.get("golden"):
+            check_golden(artifact, fast, where=where)
+        else:
+            probe = golden_inputs(0, artifact.window_size, artifact.feature_size)
+            diff = float(np.max(np.abs(fast(probe) - predict(probe))))
+            if not diff <= GOLDEN_TOLERANCE:
+                raise EnvironmentMismatchError(f"it differs from Keras' own call by {diff:.3g}")
+    except EnvironmentMismatchError as e:
+        log.warning("line projection does not reproduce model %r v%s on %s (%s); predicting through Keras' "
+                    "own call", artifact.name, artifact.version, where, str(e).split(". ")[0])
+        return None
+    fast.trace_sparse_product()
+    return fast

@@ -1,0 +1,1 @@
+"""Run reports: metrics, charts, HTML, comparisons, the console summary."""

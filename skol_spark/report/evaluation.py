@@ -1,0 +1,54 @@
+"""Evaluation and report at the end of a run, from the files the run wrote.
+
+Metrics come from reading back the written output (a few columns), never from
+re-running the model. The report (HTML + PNGs) is drawn locally and then
+copied next to the run manifest through Hadoop's FileSystem API, so it lands
+beside the output on HDFS/S3 as well. Runs larger than ``REPORT_MAX_LINES``
+skip the report with a warning (the per-label counts in the manifest remain).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REPORT_MAX_LINES = 5_000_000
+
+
+def evaluate_output(written, labels: list[str], *, doc_col: str, line_col: str, labelled: bool, report_dir: str,
+                    write_report: bool, manifest: dict[str, Any], rows: int) -> dict[str, Any]:
+    """Return manifest sections ``evaluation`` (metrics + class table) and ``report`` (paths)."""
+    from pyspark.sql import functions as F
+
+    from skol_spark.report.metrics import format_class_table
+    from skol_spark.report.build import write_report as draw_report
+    from skol_spark.job.sink import HadoopFS
+
+    if rows > REPORT_MAX_LINES:
+        log.warning("run has %d lines, more than %d: skipping the report (see README, Evaluation)",
+                    rows, REPORT_MAX_LINES)
+        return {}
+    columns = [F.col(doc_col).alias("doc_id"), F.col(line_col).alias("line_number"), "label", "prediction",
+               "confidence"]
+    if labelled:
+        columns.append("true_label")
+    table = written.select(*columns).toArrow()
+    with tempfile.TemporaryDirectory(prefix="skol-report-") as tmp:
+        result = draw_report(table, labels, tmp, title=f"skol-spark run {manifest.get('run_id', '')}",
+                             manifest=manifest)
+        paths = {}
+        if write_report:
+            fs = HadoopFS(written.sparkSession, report_dir)
+            fs.mkdirs(report_dir)
+            for name in sorted(p.name for p in Path(tmp).iterdir()):
+                fs.write(f"{report_dir}/{name}", (Path(tmp) / name).read_bytes())
+                paths[name] = f"{report_dir}/{name}"
+    metrics = result["metrics"]
+    out: dict[str, Any] = {"report": {"html": paths.get("report.html", ""), "files": paths}}
+    if labelled:
+        out["evaluation"] = {"metrics": metrics, "class_table": format_class_table(metrics)}
+    return out

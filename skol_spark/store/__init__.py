@@ -1,0 +1,1 @@
+"""The model store: Redis connection, the versioned artifact layout, legacy import. Driver side only."""

@@ -1,0 +1,422 @@
+"""The model store: immutable, checksummed model versions in Redis.
+
+Key layout (``<p>`` is the prefix, ``skol`` by default)::
+
+    <p>:models                               set of model names
+    <p>:model:<name>:next                    version counter (INCR)
+    <p>:model:<name>:versions                sorted set of published versions
+    <p>:model:<name>:aliases                 hash alias -> version (latest, production, ...)
+    <p>:model:<name>:v<N>:manifest           JSON manifest (written last: publishing it publishes the version)
+    <p>:model:<name>:v<N>:architecture       model.to_json() (compile config included as trained)
+    <p>:model:<name>:v<N>:weights:<i>        chunks of an .npz of get_weights()
+    <p>:model:<name>:v<N>:extra:<key>:<i>    chunks of extra files (e.g. a legacy feature pipeline)
+
+A version becomes visible in one MULTI/EXEC that writes its manifest, adds it
+to ``versions`` and moves ``latest``; payloads are written before, under keys
+nobody reads until then, so a reader never sees half a version. Loading reads
+only (GET, MGET, HGET, HGETALL, ZSCORE, ZRANGE, SMEMBERS): the scoring job runs with a
+read-only ACL user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+from skol_spark.model.artifact import (FORMAT_VERSION, ModelArtifact, encode_weights, framework_versions,
+                                 golden_inputs, sha256)
+from skol_spark.errors import (ConfigError, ModelFormatError, ModelIntegrityError, ModelNotFoundError, ModelStoreError,
+                               RedisUnavailableError)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024
+FEATURE_KINDS = ("dense", "sparse", "vector", "any")
+MANIFEST_FIELDS = ("name", "version", "labels", "window_size", "feature_size", "architecture", "weights")
+
+
+class ModelStore:
+    """Publish, list, alias and load model versions. The driver is the only client."""
+
+    def __init__(self, client, *, prefix: str = "skol", chunk_size: int = DEFAULT_CHUNK_SIZE, where: str = "") -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        self.client = client
+        self.prefix = prefix
+        self.chunk_size = chunk_size
+        self.where = where or "Redis"
+
+    # ---- keys -------------------------------------------------------------
+    def _key(self, name: str, *parts: object) -> str:
+        return ":".join([self.prefix, "model", name, *map(str, parts)])
+
+    def _vkey(self, name: str, version: int, *parts: object) -> str:
+        return self._key(name, f"v{version}", *parts)
+
+    # ---- reading ----------------------------------------------------------
+    def models(self) -> list[str]:
+        return sorted(m.decode() for m in self._call(self.client.smembers, f"{self.prefix}:models"))
+
+    def versions(self, name: str) -> list[int]:
+        return [int(v) for v in self._call(self.client.zrange, self._key(name, "versions"), 0, -1)]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        raw = self._call(self.client.hgetall, self._key(name, "aliases"))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def resolve(self, name: str, ref: str | int) -> int:
+        """A version number or alias -> an existing version number."""
+        text = str(ref).strip()
+        parsed = parse_version(text)
+        if parsed is not None:
+            version = parsed
+        else:
+            value = self._call(self.client.hget, self._key(name, "aliases"), text)
+            if value is None:
+                known = sorted(self.aliases(name))
+                if not known and not self.versions(name):
+                    raise ModelNotFoundError(self._no_model(name))
+                raise ModelNotFoundError(
+                    f"model {name!r} has no alias {text!r} (aliases: {', '.join(known) or 'none'}); "
+                    f"set one with: skol-spark model alias {name} {text} VERSION")
+            version = int(value)
+        if self._call(self.client.zscore, self._key(name, "versions"), version) is None:
+            numbers = self.versions(name)
+            if not numbers:
+                raise ModelNotFoundError(self._no_model(name))
+            raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: "
+                                     f"{', '.join(map(str, numbers))}); see skol-spark model list {name}")
+        return version
+
+    def _no_model(self, name: str) -> str:
+        others = self.models()
+        return (f"model {name!r} not found in {self.where} under prefix {self.prefix!r} "
+                f"(models there: {', '.join(others) or 'none'}); publish it with skol-spark model publish")
+
+    def manifest(self, name: str, ref: str | int) -> dict[str, Any]:
+        version = self.resolve(name, ref)
+        raw = self._call(self.client.get, self._vkey(name, version, "manifest"))
+        if raw is None:
+            raise ModelIntegrityError(f"model {name!r} version {version} is listed but its manifest key "
+                                      f"{self._vkey(name, version, 'manifest')} is missing; republish it")
+        try:
+            manifest = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelIntegrityError(f"model {name!r} v{version}: manifest {self._vkey(name, version, 'manifest')} "
+                                      f"is not valid JSON ({e}); the key was overwritten or corrupted, republish "
+                                      "the model") from None
+        return self._check_manifest(name, version, manifest)
+
+    def _check_manifest(self, name: str, version: int, manifest: Any) -> dict[str, Any]:
+        """Format version first (a newer writer may change anything else), then the fields loading needs."""
+        where = f"model {name!r} v{version}"
+        if not isinstance(manifest, dict):
+            raise ModelIntegrityError(f"{where}: manifest is not a JSON object; republish the model")
+        try:
+            fmt = int(manifest.get("format_version", 0))
+        except (TypeError, ValueError):
+            raise ModelFormatError(f"{where}: manifest format_version {manifest.get('format_version')!r} is not "
+                                   "a number") from None
+        if fmt > FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{where} uses manifest format {fmt}, newer than this skol_spark understands "
+                f"({FORMAT_VERSION}); upgrade skol_spark on the driver and executors")
+        missing = [k for k in MANIFEST_FIELDS if k not in manifest]
+        if missing:
+            raise ModelFormatError(f"{where}: manifest lacks {', '.join(missing)}; republish the model")
+        if manifest.get("name") != name or str(manifest.get("version")) != str(version):
+            # a manifest copied from another key would make us load (and label rows with) the wrong version
+            raise ModelIntegrityError(
+                f"{where}: its manifest describes model {manifest.get('name')!r} v{manifest.get('version')}; "
+                "the key was overwritten or copied, republish the model")
+        return manifest
+
+    def load(self, name: str, ref: str | int = "production") -> ModelArtifact:
+        """Resolve, read and verify one version. Everything read belongs to that version."""
+        manifest = self.manifest(name, ref)
+        version = int(manifest["version"])
+        arch_key = self._vkey(name, version, "architecture")
+        weights = self._read_chunks(name, version, "weights", manifest["weights"])
+        architecture = self._call(self.client.get, arch_key)
+        if architecture is None:
+            raise ModelIntegrityError(f"model {name!r} v{version}: architecture key {arch_key} is missing "
+                                      "(deleted or evicted); republish the model")
+        artifact = ModelArtifact(name=name, version=version, architecture=architecture.decode(),
+                                 weights=weights, manifest=manifest)
+        artifact.verify()
+        log.info("loaded model %s v%d (weights sha256 %s…, %d bytes)", name, version,
+                 manifest["weights"]["sha256"][:12], len(weights))
+        return artifact
+
+    def load_extra(self, name: str, ref: str | int, extra: str) -> bytes:
+        manifest = self.manifest(name, ref)
+        meta = manifest.get("extras", {}).get(extra)
+        if meta is None:
+            raise ModelNotFoundError(f"model {name!r} v{manifest['version']} has no extra {extra!r}")
+        data = self._read_chunks(name, int(manifest["version"]), f"extra:{extra}", meta)
+        if sha256(data) != meta["sha256"]:
+            raise ModelIntegrityError(f"model {name!r} v{manifest['version']}: extra {extra!r} checksum mismatch")
+        return data
+
+    def _read_chunks(self, name: str, version: int, part: str, meta: Mapping[str, Any]) -> bytes:
+        keys = [self._vkey(name, version, part, i) for i in range(int(meta["chunks"]))]
+        values = self._call(self.client.mget, keys) if keys else []
+        missing = [k for k, v in zip(keys, values) if v is None]
+        if missing:
+            raise ModelIntegrityError(
+                f"model {name!r} v{version} is incomplete: {len(missing)} of {len(keys)} {part} chunk(s) missing "
+                f"(first: {missing[0]}); the key was deleted or evicted (check maxmemory-policy noeviction). "
+                "Republish the model")
+        data = b"".join(values)
+        if len(data) != int(meta["bytes"]):
+            raise ModelIntegrityError(f"model {name!r} v{version}: {part} is {len(data)} bytes, manifest says "
+                                      f"{meta['bytes']} (truncated); republish the model")
+        return data
+
+    # ---- writing ----------------------------------------------------------
+    def publish(self, model, name: str, *, labels: Sequence[str], window_size: int | None = None,
+                stride: int | None = None, feature_kind: str = "any", notes: str = "",
+                aliases: Iterable[str] = (), extras: Mapping[str, bytes] | None = None,
+                source: Mapping[str, Any] | None = None, golden_seed: int = 20240521,
+                custom_modules: Sequence[str] = (), allow_unsafe: bool = False,
+                compile_objects: Sequence[str] | None = None) -> int:
+        """Publish an in-memory ``keras.Model`` as a new immutable version; returns its number.
+
+        The architecture is vetted as loading will vet it (``model_builder.check_architecture``):
+        a ``Lambda`` is refused (UnsafeModelError) unless ``allow_unsafe``, a custom layer needs
+        its module in ``custom_modules``. Refusing here beats a version nobody can load.
+        ``compile_objects`` (loss/metric names, for the record) defaults to those in the model's
+        compile config.
+        """
+        from skol_spark.model.builder import as_declared_input, check_architecture
+
+        # every check before anything is written: a refusal must not leave a half-published version
+        for each in (name, *(extras or {})):
+            validate_name(each)
+        aliases = list(aliases)
+        for alias in aliases:
+            validate_alias(alias)
+        labels = [str(x) for x in labels]
+        window, step, features = check_publishable(model, labels, window_size, stride, feature_kind)
+        architecture = model.to_json()
+        check_architecture(architecture, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
+        weights = encode_weights(model.get_weights())
+        probe = golden_inputs(golden_seed, window, features)
+        outputs = model(as_declared_input(model, probe), training=False)
+        outputs = outputs.numpy() if hasattr(outputs, "numpy") else outputs
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "labels": labels,
+            "window_size": window,
+            "stride": step,
+            "feature_size": features,
+            "feature_kind": feature_kind,
+            "variable_length": model.inputs[0].shape[1] is None,
+            "notes": notes,
+            "compile_objects": sorted(compile_objects) if compile_objects is not None
+            else compile_object_names(architecture),
+            "architecture": {"sha256": sha256(architecture), "bytes": len(architecture.encode())},
+            "weights": {"sha256": sha256(weights), "bytes": len(weights), "arrays": len(model.get_weights()),
+                        "parameters": int(model.count_params())},
+            "golden": {"seed": golden_seed, "outputs": [[[round(float(v), 8) for v in row] for row in w]
+                                                        for w in outputs]},
+            "framework": framework_versions(),
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": dict(source or {"kind": "publish"}),
+        }
+        return self._write_version(name, manifest, architecture, weights, extras or {}, aliases)
+
+    def _write_version(self, name: str, manifest: dict[str, Any], architecture: str, weights: bytes,
+                       extras: Mapping[str, bytes], aliases: Iterable[str]) -> int:
+        version = int(self._call(self.client.incr, self._key(name, "next")))
+        manifest["version"] = version
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._vkey(name, version, "architecture"), architecture)
+        manifest["weights"]["chunks"] = self._queue_chunks(pipe, name, version, "weights", weights)
+        manifest["extras"] = {}
+        for key, data in extras.items():
+            chunks = self._queue_chunks(pipe, name, version, f"extra:{key}", data)
+            manifest["extras"][key] = {"sha256": sha256(data), "bytes": len(data), "chunks": chunks}
+        self._call(pipe.execute)
+        self._call(self._commit_version, name, version, json.dumps(manifest, sort_keys=True), list(aliases))
+        log.info("published model %s v%d (%d weight bytes in %d chunk(s))", name, version,
+                 len(weights), manifest["weights"]["chunks"])
+        return version
+
+    def _queue_chunks(self, pipe, name: str, version: int, part: str, data: bytes) -> int:
+        count = 0
+        for count, start in enumerate(range(0, len(data), self.chunk_size), start=1):
+            pipe.set(self._vkey(name, version, part, count - 1), data[start:start + self.chunk_size])
+        return count
+
+    def _commit_version(self, name: str, version: int, manifest: str, aliases: Sequence[str]) -> None:
+        """One MULTI/EXEC publishes the version: manifest, ``versions``, ``latest`` and the requested aliases.
+
+        ``latest`` only moves forward, even when two publishes race (WATCH retries the loser).
+        """
+        import redis
+
+        key = self._key(name, "aliases")
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    current = pipe.hget(key, "latest")
+                    pipe.multi()
+                    pipe.set(self._vkey(name, version, "manifest"), manifest)
+                    pipe.zadd(self._key(name, "versions"), {str(version): version})
+                    pipe.sadd(f"{self.prefix}:models", name)
+                    moves = {alias: version for alias in aliases}
+                    if current is None or int(current) < version:
+                        moves["latest"] = version
+                    if moves:
+                        pipe.hset(key, mapping=moves)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def set_alias(self, name: str, alias: str, ref: str | int) -> int:
+        """Point ``alias`` at a version (one HSET: atomic for every reader)."""
+        validate_alias(alias)
+        version = self.resolve(name, ref)
+        self._call(self.client.hset, self._key(name, "aliases"), alias, version)
+        return version
+
+    def delete(self, name: str, version: int, *, force: bool = False) -> None:
+        """Remove one version. Refuses while an alias (other than ``latest``) points at it."""
+        version = self.resolve(name, version)
+        pointing = sorted(a for a, v in self.aliases(name).items() if v == version and a != "latest")
+        if pointing and not force:
+            # a refusal to act, not a store failure: exit 2 (usage), not 10 (Redis unreachable)
+            raise ConfigError(f"model {name!r} v{version} is aliased as {', '.join(pointing)}; move the "
+                              "alias first or pass --force")
+        # The keys are found by pattern, not from the manifest: a corrupt or newer-format manifest must
+        # not make its version undeletable. Glob characters (say, in the prefix) are escaped.
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._vkey(name, version)) + ":*"
+        keys = sorted(self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000))))
+        self._call(self._delete_keys, name, version, pointing, keys)
+
+    def _delete_keys(self, name: str, version: int, pointing: Sequence[str], keys: Sequence[str]) -> None:
+        """One transaction: no reader ever resolves ``latest`` to the version being removed.
+
+        WATCH on the versions and aliases makes a concurrent publish or alias move retry it.
+        """
+        import redis
+
+        versions_key, aliases_key = self._key(name, "versions"), self._key(name, "aliases")
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(versions_key, aliases_key)
+                    remaining = [int(v) for v in pipe.zrange(versions_key, 0, -1) if int(v) != version]
+                    latest = pipe.hget(aliases_key, "latest")
+                    pipe.multi()
+                    pipe.zrem(versions_key, str(version))
+                    for alias in pointing:
+                        pipe.hdel(aliases_key, alias)
+                    if latest is not None and int(latest) == version:
+                        if remaining:
+                            pipe.hset(aliases_key, "latest", max(remaining))
+                        else:
+                            pipe.hdel(aliases_key, "latest")
+                    if not remaining:
+                        pipe.srem(f"{self.prefix}:models", name)
+                    if keys:
+                        pipe.delete(*keys)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def _call(self, fn, *args):
+        """Run one Redis call, mapping transport errors to actionable store errors."""
+        import redis
+
+        try:
+            return fn(*args)
+        except redis.exceptions.NoPermissionError as e:
+            raise RedisUnavailableError(f"Redis at {self.where} denied a command (NOPERM): {e}. The scoring job "
+                                        "needs read commands on the store's keys; publishing needs write "
+                                        "commands (see README, Redis ACL)") from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+            raise RedisUnavailableError(f"lost Redis at {self.where} ({type(e).__name__}: {e}); retried and gave up. "
+                                        "Check the server and redis.socket_timeout") from None
+        except redis.exceptions.ResponseError as e:
+            raise ModelStoreError(f"Redis at {self.where} refused a command: {e}") from None
+
+
+def check_publishable(model, labels: Sequence[str], window_size: int | None, stride: int | None,
+                      feature_kind: str) -> tuple[int, int, int]:
+    """A ``[batch, lines, features] -> [batch, lines, classes]`` model and metadata that fit it.
+
+    Returns ``(window, stride, features)``; raises ModelFormatError naming both numbers on a mismatch.
+    """
+    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    if len(in_shape) != 3 or len(out_shape) != 3:
+        raise ModelFormatError(f"expected a sequence model [batch, lines, features] -> [batch, lines, classes]; "
+                               f"got {in_shape} -> {out_shape}")
+    window = int(window_size or in_shape[1] or 0)
+    if window < 1:
+        raise ModelFormatError("the model accepts any sequence length: pass --window-size")
+    if in_shape[1] is not None and window != int(in_shape[1]):
+        raise ModelFormatError(f"--window-size {window} disagrees with the model's input length {in_shape[1]}")
+    if len(labels) != int(out_shape[2]) or len(set(labels)) != len(labels):
+        raise ModelFormatError(f"the model has {out_shape[2]} output classes but {len(labels)} distinct labels "
+                               f"were given ({list(labels)}); pass one label per class, in class-index order")
+    step = int(stride or window)
+    if not 1 <= step <= window:
+        raise ModelFormatError(f"stride {step} must be between 1 and the window size {window}")
+    if feature_kind not in FEATURE_KINDS:
+        raise ModelFormatError(f"feature kind {feature_kind!r}: expected one of {', '.join(FEATURE_KINDS)}")
+    return window, step, int(in_shape[2])
+
+
+def validate_alias(alias: str) -> None:
+    validate_name(alias)
+    if parse_version(alias) is not None:
+        raise ConfigError(f"alias {alias!r} must not be a number (it would read as a version)")
+
+
+def parse_version(ref: str | int) -> int | None:
+    """``7``, ``"7"`` or ``"v7"`` (as ``model list`` prints it) -> 7; anything else -> None (an alias)."""
+    text = str(ref).strip()
+    if text[:1] in ("v", "V") and text[1:].isascii() and text[1:].isdigit():
+        text = text[1:]
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def validate_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name or ""):
+        raise ConfigError(f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (max 128)")
+
+
+def compile_object_names(architecture: str) -> list[str]:
+    """Names of losses/metrics in the compile config: informational, they get no stand-ins."""
+    config = json.loads(architecture).get("compile_config") or {}
+    names: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("class_name") == "function" or "registered_name" in value:
+                cfg, registered = value.get("config"), value.get("registered_name")
+                if isinstance(cfg, str):
+                    names.append(cfg)  # a function: its bare name, e.g. a closure loss
+                else:  # a class: its registered name says which package provides it
+                    names.append(str(registered if registered not in (None, "function") else value.get("class_name")))
+                return
+            for v in value.values():
+                collect(v)
+        elif isinstance(value, list):
+            for v in value:
+                collect(v)
+        elif isinstance(value, str):
+            names.append(value)
+
+    for key in ("loss", "metrics", "weighted_metrics"):
+        collect(config.get(key))
+    return sorted(set(names))
