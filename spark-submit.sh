@@ -87,14 +87,6 @@ args=(--name skol-spark-predict --deploy-mode "$deploy_mode" --py-files "$pkg"
 [ -f "$here/conf/spark-defaults.conf" ] && args+=(--properties-file "$here/conf/spark-defaults.conf")
 java_opts=""
 [ -f "$here/conf/log4j2.properties" ] && java_opts="-Dlog4j.configurationFile=file:$here/conf/log4j2.properties"
-case "$master" in
-  ""|local*)
-    # A local master's JVM is the driver's, started before our code runs: add the JIT settings the
-    # config asks for (job.jvm_jit; README "Locally"). A --driver-java-options after -- replaces these.
-    jit="$(PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" "$py" -m skol_spark.local.jvm_jit --conf "$conf" \
-           ${job_args[@]+"${job_args[@]}"} 2>/dev/null || true)"
-    java_opts="$jit${jit:+${java_opts:+ }}$java_opts";;
-esac
 [ -n "$java_opts" ] && args+=(--driver-java-options "$java_opts")
 if [ -n "$venv_archive" ]; then
   args+=(--archives "$venv_archive#skolenv"

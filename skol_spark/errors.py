@@ -101,3 +101,38 @@ class NothingToDo(SkolError):
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
+
+
+# Executors' errors reach the driver as the text of Spark's own exception (the Python traceback). A SkolError
+# raised on an executor is carried in it as one tagged JSON line, so the driver gets back its class (and
+# exit code) from the payload instead of guessing from the wording.
+EXECUTOR_TAG = "skol-spark-executor-error: "
+
+
+class ExecutorError(RuntimeError):
+    """A SkolError raised in a Spark task, serialised for the driver (``from_executor`` rebuilds it)."""
+
+    def __init__(self, error: SkolError) -> None:
+        import json
+
+        super().__init__(EXECUTOR_TAG + json.dumps({"type": type(error).__name__, "message": str(error)}))
+
+
+def from_executor(spark_error: BaseException) -> SkolError | None:
+    """The SkolError an executor raised inside ``spark_error`` (the last one, if retries raised several),
+    or None when the task failed for another reason."""
+    import json
+
+    text = str(spark_error)
+    at = text.rfind(EXECUTOR_TAG)
+    if at < 0:
+        return None
+    try:
+        payload, _ = json.JSONDecoder().raw_decode(text, at + len(EXECUTOR_TAG))
+        cls = globals().get(str(payload["type"]))
+        message = str(payload["message"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, SkolError)):
+        cls = JobFailedError
+    return cls(message)

@@ -115,3 +115,15 @@ def test_a_running_session_tells_whether_the_driver_needs_tensorflow(spark, tmp_
     config = load_config(write(tmp_path, "model:\n  name: m\ninput:\n  path: in\noutput:\n  path: out\n"),
                          [f"scoring.warm_up={warm_up}"])
     assert driver_needs_tensorflow(config, spark.sparkContext) is needs
+
+
+@pytest.mark.parametrize("override, replacement", [
+    ("input.validation=spark", "one Spark scan"),
+    ("job.jvm_jit=default", "spark.driver.extraJavaOptions"),
+    ("job.prestart_worker=never", "Spark's own daemon"),
+])
+def test_a_removed_key_is_refused_naming_what_replaced_it(override, replacement):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert f"{key} was removed" in str(e.value) and replacement in str(e.value)

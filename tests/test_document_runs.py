@@ -17,7 +17,7 @@ from skol_spark.errors import InputContractError
 from skol_spark.scoring.partition import ScoringPlan, document_lengths, in_line_order, iter_complete_documents
 
 PLAN = ScoringPlan(doc_col="doc", line_col="line", features_col="f", carry_cols=("doc", "line"), labels=("a",),
-                   window=4, stride=2, batch_size=8, feature_size=3, tf_threads=1, model_name="m",
+                   window=4, stride=2, batch_size=8, feature_size=3, model_name="m",
                    model_version=1, run_id="r", presorted=True)
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -51,19 +49,11 @@ def run(tmp_path, redis_server, prefix, table, *, name="out", mode="error", **se
 GOOD = make_documents("g", 10, seed=4)
 
 
-def validated_by(output) -> str:
-    """Which scan validated the input of the (one, failed) run whose manifests sit beside ``output``."""
-    manifests = list(Path(f"{output}_runs").glob("*/manifest.json"))
-    assert len(manifests) == 1, manifests
-    return json.loads(manifests[0].read_text())["input"]["validated_by"]
-
-
-@pytest.mark.parametrize("scan", ["auto", "spark"])
-def test_D1_wrong_feature_size_refused_before_writing(spark, tmp_path, redis_server, prefix, scan):
+def test_D1_wrong_feature_size_refused_before_writing(spark, tmp_path, redis_server, prefix):
     rows = rows_of(GOOD)
     rows += [("bad-doc", i, [0.5] * (FEATURES - 1)) for i in range(3)]
 
-    result = run(tmp_path, redis_server, prefix, lines_table(rows), input={"validation": scan})
+    result = run(tmp_path, redis_server, prefix, lines_table(rows))
 
     assert result.code == errors.InputContractError.exit_code, result.err[-2000:]
     message = result.err[result.err.index("skol-spark: error:"):]
@@ -71,7 +61,6 @@ def test_D1_wrong_feature_size_refused_before_writing(spark, tmp_path, redis_ser
     assert f"3 line(s) with features not of size {FEATURES} (the model's feature size), e.g. doc_id='bad-doc'" \
         in message
     assert_no_output(tmp_path / "out")
-    assert validated_by(tmp_path / "out") == {"auto": "arrow", "spark": "spark"}[scan]
 
 
 def _bad_rows():
@@ -235,17 +224,15 @@ def test_D10_schema_drift_names_the_column(spark, tmp_path, redis_server, prefix
     assert_no_output(tmp_path / "out")
 
 
-@pytest.mark.parametrize("scan", ["auto", "spark"])
-def test_D11_duplicate_keys_refused_naming_an_example(spark, tmp_path, redis_server, prefix, scan):
+def test_D11_duplicate_keys_refused_naming_an_example(spark, tmp_path, redis_server, prefix):
     rows = rows_of(GOOD)
     rows.append(("g-003", 0, [0.9] * FEATURES))
 
-    result = run(tmp_path, redis_server, prefix, lines_table(rows), input={"validation": scan})
+    result = run(tmp_path, redis_server, prefix, lines_table(rows))
 
     assert result.code == errors.InputContractError.exit_code, result.err[-2000:]
     assert "1 line(s) with duplicate (doc_id, line_number) rows, e.g. doc_id='g-003' line_number=0" in result.err
     assert_no_output(tmp_path / "out")
-    assert validated_by(tmp_path / "out") == {"auto": "arrow", "spark": "spark"}[scan]
 
 
 @pytest.mark.slow

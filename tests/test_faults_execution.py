@@ -319,7 +319,6 @@ def test_warm_up_builds_the_model_once_in_the_worker_that_then_scores(tmp_path, 
 
     scoring, table = runs["auto"]
     assert scoring["partitions"] == 1 and scoring["warm_up"]["workers"] == 1
-    assert scoring["warm_up"]["prestarted"] == 1  # in the worker the CLI started beside the JVM (worker_prestart)
     assert scoring["warm_up"]["built"] == 1  # the warm-up job built it ...
     assert scoring["model_builds"] == 1  # ... and the scoring task did not build it again
     assert scoring["smoke_test"] == "warm-up"  # ... nor did the driver

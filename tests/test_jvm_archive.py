@@ -67,7 +67,7 @@ def test_a_corrupt_archive_is_ignored_by_the_jvm(tmp_path):
     """A truncated or foreign file must never stop a run: the JVM refuses to map it and starts anyway."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    probe = run(["-c", "from skol_spark import jvm_archive; print(jvm_archive.archive_path())"], cache)
+    probe = run(["-c", "from skol_spark.local import jvm_archive; print(jvm_archive.archive_path())"], cache)
     path = Path(probe.stdout.strip())
     path.write_bytes(os.urandom(1 << 16))
     result = run(["-c", PROBE, "auto", str(path)], cache, timeout=300)

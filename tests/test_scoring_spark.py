@@ -257,48 +257,21 @@ def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, pu
     assert_matches_reference(rows, reference(published["model"], docs, 3))
 
 
-@pytest.mark.parametrize("validation", ["auto", "spark"])
-def test_local_parquet_is_validated_with_arrow_and_read_ahead_of_scoring(spark, published, tmp_path, validation):
-    """``input.validation: auto`` on a local master: the driver's Arrow scan instead of a Spark job, then the
-    input's first rows read into the no-op sink (the JVM's reader compiled before scoring, not in it)."""
+def test_the_input_is_validated_by_one_spark_scan_before_scoring(spark, published, tmp_path):
+    """One rule, one place: the validation scan is one Spark aggregation over the input, finished before the
+    scoring job's write started; no second read of the input ahead of scoring."""
     docs = make_documents(seed=43)
     input_path = write_input(spark, tmp_path / "in", docs)
     output = str(tmp_path / "out")
-    result = run_job(spark, job_config(published, input_path, output, f"input.validation={validation}"))
+    result = run_job(spark, job_config(published, input_path, output))
 
     manifest = manifest_of(result)
-    assert manifest["input"]["validated_by"] == {"auto": "arrow", "spark": "spark"}[validation]
     assert (manifest["input"]["lines"], manifest["input"]["documents"]) == (sum(LENGTHS), len(docs))
-    reads_ahead = _executions(spark, "noop-table", str(tmp_path / "in"))
-    scans = _executions(spark, "HashAggregate", str(tmp_path / "in"))  # the Spark scan's aggregation
+    scans = _executions(spark, "HashAggregate", str(tmp_path / "in"))
     writes = _executions(spark, "InsertIntoHadoopFsRelationCommand", f"skol-staging-{result.run_id}")
-    assert len(writes) == 1
-    if validation == "auto":
-        assert not scans
-        assert len(reads_ahead) == 1 and "GlobalLimit" in reads_ahead[0][2]
-        assert reads_ahead[0][1] <= writes[0][0]  # done before scoring started
-    else:
-        assert len(scans) == 1 and not reads_ahead
-    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
-
-
-def test_a_failing_arrow_scan_falls_back_to_the_spark_scan(spark, published, tmp_path, monkeypatch, caplog):
-    """The Arrow scan is an optimisation: if it breaks (fault injected), the run validates with Spark and
-    scores as before."""
-    from skol_spark.local import local_scan
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("injected fault in the Arrow scan")
-
-    monkeypatch.setattr(local_scan, "scan_files", broken)
-    docs = make_documents(seed=47)
-    input_path = write_input(spark, tmp_path / "in", docs)
-    output = str(tmp_path / "out")
-    with caplog.at_level("WARNING", logger="skol_spark.job.run"):
-        result = run_job(spark, job_config(published, input_path, output))
-
-    assert manifest_of(result)["input"]["validated_by"] == "spark"
-    assert "the Arrow validation scan failed (RuntimeError: injected fault in the Arrow scan)" in caplog.text
+    assert len(scans) == 1 and len(writes) == 1
+    assert scans[0][1] <= writes[0][0]
+    assert not _executions(spark, "noop-table", str(tmp_path / "in"))
     assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
 
 
@@ -343,7 +316,7 @@ def test_a_failing_arrow_count_falls_back_to_spark(spark, published, tmp_path, m
     monkeypatch.setattr(local_readback, "label_counts", broken)
     docs = make_documents(seed=59)
     input_path = write_input(spark, tmp_path / "in", docs)
-    with caplog.at_level("WARNING", logger="skol_spark.job.manifest"):
+    with caplog.at_level("WARNING", logger="skol_spark.local"):
         result = run_job(spark, job_config(published, input_path, str(tmp_path / "out")))
 
     out = manifest_of(result)["output"]
@@ -479,12 +452,14 @@ def test_bad_sparse_structs_are_refused(spark, published, tmp_path):
 def test_local_layout_gives_one_task_every_core_unless_told_otherwise(spark, tmp_path):
     """On a local master the automatic layout is one scoring task per 4 cores, with TensorFlow threads = cores."""
     from skol_spark.job.config import config_from_dict
-    from skol_spark.job.run import scoring_layout
+    from skol_spark.local import LocalMaster, environment
 
     def layout(**scoring):
         config = config_from_dict({"model": {"name": "m"}, "input": {"path": "in"},
                                    "output": {"path": str(tmp_path / "out")}, "scoring": scoring})
-        return scoring_layout(spark.sparkContext, config, 10_000_000)
+        env = environment(spark, config)
+        assert isinstance(env, LocalMaster)
+        return env.partitions(10_000_000), env.tf_threads()
 
     cores = spark.sparkContext.defaultParallelism  # local[2] in the tests
     assert layout() == (-(-cores // 4), cores // -(-cores // 4)) == (1, 2)
@@ -510,18 +485,18 @@ def _reset_file_splits(spark):
 
 def _scoring_plan_text(spark, config, presorted=False):
     """The physical plan of the scoring step, as the job builds it (nothing runs)."""
-    from dataclasses import replace
-
-    from skol_spark.job.run import carried_columns, read_input, scoring_frame, scoring_layout
-    from skol_spark.scoring.partition import ScoringPlan
+    from skol_spark.job.inputs import carried_columns, read_input
+    from skol_spark.job.score import scoring_frame
+    from skol_spark.local import environment
+    from skol_spark.scoring.partition import BuildSpec, ScoringPlan
 
     df = read_input(spark, config)
-    partitions, threads = scoring_layout(spark.sparkContext, config, 0)
-    plan = ScoringPlan(doc_col="doc_id", line_col="line_number", features_col="features", carry_cols=(),
-                       labels=tuple(LABELS), window=WINDOW, stride=3, batch_size=8, feature_size=FEATURES,
-                       tf_threads=threads, model_name="m", model_version=1, run_id="r", partitions=partitions,
+    env = environment(spark, config)
+    plan = ScoringPlan(doc_col="doc_id", line_col="line_number", features_col="features",
+                       carry_cols=tuple(carried_columns(df, config)), labels=tuple(LABELS), window=WINDOW, stride=3,
+                       batch_size=8, feature_size=FEATURES, model_name="m", model_version=1, run_id="r",
+                       build=BuildSpec(tf_threads=env.tf_threads()), partitions=env.partitions(0),
                        presorted=presorted)
-    plan = replace(plan, carry_cols=tuple(carried_columns(df, config)))
     frame = scoring_frame(df, plan, config, spark.sparkContext.broadcast(None), None)
     return frame._jdf.queryExecution().executedPlan().toString()
 

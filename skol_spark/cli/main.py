@@ -114,6 +114,7 @@ def dispatch(args) -> int:
 
 def jvm_archive_command(args) -> int:
     from skol_spark.local import jvm_archive
+    from skol_spark.cli import jvm_archive as recorder
 
     if args.path:
         path = jvm_archive.archive_path()
@@ -123,7 +124,7 @@ def jvm_archive_command(args) -> int:
         removed = jvm_archive.remove()
         print(f"removed {removed}" if removed else "no archive to remove")
         return 0
-    print(jvm_archive.create(log=lambda m: print(m, file=sys.stderr)))
+    print(recorder.create(log=lambda m: print(m, file=sys.stderr)))
     return 0
 
 
@@ -155,27 +156,18 @@ def predict_command(args, *, spark=None) -> int:
 
     check_model_reachable(config)  # Redis down / frozen / bad password: fail in seconds, before starting Spark
     owns_session = False
-    prestarted = None
     if spark is None:
         from pyspark.sql import SparkSession
 
         # Stop only a session this call created: a notebook's or a Databricks job's session outlives the run.
         owns_session = SparkSession.getActiveSession() is None
         submitted = submitted_with_master()
-        prestarted = prestart_worker(config, creates_session=owns_session and not submitted)
-        try:
-            spark = build_session(master=config.job.master, app_name=config.job.app_name,
-                                  conf={**dict(config.job.spark_conf), **(prestarted.spark_conf if prestarted else {})},
-                                  class_archive=config.job.jvm_class_archive, jit=config.job.jvm_jit,
-                                  input_path=config.input.path, input_format=config.input.format,
-                                  preload_tensorflow=not submitted and driver_needs_tensorflow(config))
-        except BaseException:
-            if prestarted is not None:
-                prestarted.close()
-            raise
+        spark = build_session(master=config.job.master, app_name=config.job.app_name,
+                              conf=dict(config.job.spark_conf), class_archive=config.job.jvm_class_archive,
+                              preload_tensorflow=not submitted and driver_needs_tensorflow(config))
         if submitted and driver_needs_tensorflow(config, spark.sparkContext):
             start_tensorflow_import()  # spark-submit chose the master; its JVM is up, the scan not yet started
-    log.info("run config: %s", json.dumps(config.redacted(), sort_keys=True))
+    log.debug("run config: %s", json.dumps(config.redacted(), sort_keys=True))
     try:
         try:
             result = run_job(spark, config)
@@ -189,33 +181,19 @@ def predict_command(args, *, spark=None) -> int:
     finally:
         if owns_session and not _on_databricks():
             spark.stop()
-        if prestarted is not None:
-            prestarted.close()
 
 
 def driver_needs_tensorflow(config, sc=None) -> bool:
     """False when the run's warm-up will be its smoke test (local masters), so the driver never imports
     TensorFlow and a JVM starting beside it has both cores. Without ``sc``: the session the CLI will build."""
-    from skol_spark.local import warmup
+    from skol_spark.local import warm_up_wanted
 
     if sc is not None:
-        return not warmup.wanted(sc, config.scoring.warm_up)
+        return not warm_up_wanted(sc.master, sc.getConf().get("spark.python.worker.reuse", "true"),
+                                  config.scoring.warm_up)
     master = config.job.master or "local[*]"
     reuse = dict(config.job.spark_conf).get("spark.python.worker.reuse")
-    return not warmup.wanted_for(master, reuse, config.scoring.warm_up)
-
-
-def prestart_worker(config, *, creates_session: bool):
-    """Start the first Python worker now, so that its TensorFlow import overlaps the JVM's start
-    (``job.prestart_worker``; see ``worker_prestart``), or None."""
-    from skol_spark.local import worker_prestart
-
-    master = config.job.master or "local[*]"
-    if not worker_prestart.wanted(config.job.prestart_worker, master=master, creates_session=creates_session,
-                                  warm_up=not driver_needs_tensorflow(config),
-                                  spark_conf=dict(config.job.spark_conf)):
-        return None
-    return worker_prestart.PrestartedWorker.spawn()
+    return not warm_up_wanted(master, reuse, config.scoring.warm_up)
 
 
 def _on_databricks() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from skol_spark.errors import ConfigError, ModelFormatError, ModelIntegrityError
@@ -234,8 +233,3 @@ def _delete(store, args) -> int:
 ACTIONS = {"publish": _publish, "list": _list, "show": _show, "alias": _alias, "verify": _verify,
            "import-legacy": _import_legacy, "delete": _delete}
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from skol_spark.cli.main import main
-
-    sys.exit(main(["model", *sys.argv[1:]]))

@@ -19,7 +19,6 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from skol_spark.local import jvm_jit
 from skol_spark.errors import ConfigError
 
 OUTPUT_MODES = ("error", "overwrite", "append", "incremental")
@@ -27,7 +26,6 @@ BAD_INPUT_POLICIES = ("refuse", "quarantine")
 WARM_UP = ("auto", "always", "never")
 PREDICTORS = ("auto", "keras")
 SORT_POLICIES = ("auto", "always")
-VALIDATION_SCANS = ("auto", "spark")
 RESCORE_POLICIES = ("new-version", "never")
 
 
@@ -66,7 +64,6 @@ class InputConfig:
     watermark_col: str = ""
     watermark_min: str = ""
     clustered_by_doc: bool = False
-    validation: str = "auto"  # auto: small local Parquet inputs on local masters are checked with Arrow
 
 
 @dataclass(frozen=True)
@@ -108,8 +105,6 @@ class JobSettings:
     progress: bool = True
     spark_conf: tuple[tuple[str, str], ...] = ()
     jvm_class_archive: str = "auto"
-    jvm_jit: str = "auto"
-    prestart_worker: str = "auto"  # auto: the CLI's local JVM gets a Python worker that imported TensorFlow
 
 
 @dataclass(frozen=True)
@@ -208,9 +203,22 @@ def config_from_dict(raw: Mapping[str, Any]) -> JobConfig:
     return config
 
 
+# Keys that existed once: a config that still sets one is refused with what replaced it, not "unknown key".
+REMOVED_KEYS = {
+    "input.validation": "the input is always validated by one Spark scan (the driver-side Arrow scan was a second "
+                        "implementation of the same rules); delete the key",
+    "job.jvm_jit": "JVMs keep HotSpot's own compiler settings; to tune them, set "
+                   "job.spark_conf.spark.driver.extraJavaOptions; delete the key",
+    "job.prestart_worker": "Python workers are started by Spark's own daemon; delete the key",
+}
+
+
 def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
+    removed = [f"{section}.{k}" for k in values if f"{section}.{k}" in REMOVED_KEYS]
+    if removed:
+        raise ConfigError("; ".join(f"{key} was removed: {REMOVED_KEYS[key]}" for key in removed))
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{section}: unknown key(s) {unknown}; expected some of {sorted(known)}")
@@ -258,10 +266,7 @@ def validate(config: JobConfig) -> None:
     _one_of("scoring.warm_up", s.warm_up, WARM_UP)
     _one_of("scoring.predictor", s.predictor, PREDICTORS)
     _one_of("scoring.sort", s.sort, SORT_POLICIES)
-    _one_of("input.validation", config.input.validation, VALIDATION_SCANS)
     _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
-    _one_of("job.jvm_jit", config.job.jvm_jit, jvm_jit.MODES)
-    _one_of("job.prestart_worker", config.job.prestart_worker, ("auto", "never"))
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
                      ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):

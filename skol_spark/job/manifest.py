@@ -59,14 +59,16 @@ class RunRecorder:
 
     def scoring(self, *, seconds: float, builds: int, window: int, stride: int, partitions: int = 0,
                 tf_threads: int = 0, warm_up: dict | None = None, predictor: str = "",
-                presorted: bool = False, smoke_test: str = "driver") -> None:
+                presorted: bool = False, smoke_test: str = "driver", environment: str = "") -> None:
         self.data["scoring"] = {"seconds": round(seconds, 3), "model_builds": builds, "window_size": window,
                                 "stride": stride, "partitions": partitions, "tf_threads": tf_threads or "task cpus",
                                 "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras",
-                                "sort": "input order" if presorted else "spark", "smoke_test": smoke_test}
+                                "sort": "input order" if presorted else "spark", "smoke_test": smoke_test,
+                                "environment": environment}
 
-    def output(self, spark, config: JobConfig, paths, plan, schema=None) -> int:
-        """Read back what this run wrote: rows, per-label counts, metrics. ``schema``: of the written rows."""
+    def output(self, spark, config: JobConfig, paths, env, schema=None) -> int:
+        """Read back what this run wrote: rows, per-label counts, metrics. ``schema``: of the written rows;
+        ``env`` (``skol_spark.local.environment``) may count the labels itself."""
         from pyspark.sql import functions as F
 
         from skol_spark.job.sink import FILE_FORMATS, read_published_run
@@ -78,7 +80,9 @@ class RunRecorder:
             written = read_published_run(spark, paths, fmt=out.format, schema=schema)
         else:  # run_id is a column of the files (dynamic overwrite) or of a table format's partitions (delta)
             written = spark.read.format(out.format).load(out.path).where(F.col("run_id") == self.run_id)
-        counts, counted_by = self._arrow_counts(config, paths), "arrow"
+        counts, counted_by = None, "arrow"
+        if out.path and not out.dynamic_partition_overwrite:
+            counts = env.label_counts(paths.output, paths.partition_dir, out.format)
         if counts is None:
             counts = {r["label"]: int(r["count"]) for r in written.groupBy("label").count().collect()}
             counted_by = "spark"
@@ -91,28 +95,6 @@ class RunRecorder:
         if config.input.label_col or (config.output.report and rows):
             self._evaluate(written, config)
         return rows
-
-    def _arrow_counts(self, config: JobConfig, paths) -> dict | None:
-        """Label counts read by the driver with Arrow (``local_readback``), or None: Spark counts them."""
-        from skol_spark.local import readback as local_readback
-        from skol_spark.local.jvm_jit import local_path
-        from skol_spark.job.session import is_local_master
-
-        out = config.output
-        if not (out.path and out.format == "parquet" and not out.dynamic_partition_overwrite
-                and is_local_master(self.spark.sparkContext.master)):
-            return None
-        run_dir = local_path(f"{paths.output}/{paths.partition_dir}")
-        if run_dir is None:
-            return None
-        try:
-            return local_readback.label_counts(run_dir)
-        except local_readback.Declined as e:
-            log.info("counting the written rows with Spark: %s", e)
-        except Exception as e:  # an optimisation only: Spark's read-back is the reference
-            log.warning("counting the written rows with Arrow failed (%s: %s); counting them with Spark instead",
-                        type(e).__name__, e)
-        return None
 
     def _evaluate(self, written, config: JobConfig) -> None:
         try:

@@ -12,6 +12,8 @@ import sys
 import threading
 from typing import Mapping
 
+from skol_spark.local import is_local_master
+
 DEFAULT_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # Python workers are kept between tasks so the model is built once per worker (see worker_cache).
@@ -23,18 +25,16 @@ DEFAULT_CONF = {
 
 
 def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mapping[str, str] | None = None,
-                  preload_tensorflow: bool = True, class_archive: str = "auto", jit: str = "auto",
-                  input_path: str = "", input_format: str = "parquet"):
+                  preload_tensorflow: bool = True, class_archive: str = "auto"):
     """Return the active SparkSession, or build one with our defaults.
 
     ``master`` applies only when no session exists yet (spark-submit passes
     its own ``--master``; an empty value leaves the choice to it). A local
-    JVM we start gets the JIT settings of ``jit`` (``job.jvm_jit``; ``auto``
-    counts the rows of ``input_path``, see ``jvm_jit``) and the class archive
-    when one was recorded; the caller's own
-    ``spark.driver.extraJavaOptions`` come after ours, so they win. When a
-    session is created, TensorFlow is imported in a background thread while
-    the JVM starts (see ``start_tensorflow_import``).
+    JVM we start maps the class archive when ``skol-spark jvm-archive``
+    recorded one (``class_archive``, see ``local.jvm_archive``); the caller's
+    own ``spark.driver.extraJavaOptions`` come after it. When a session is
+    created, TensorFlow is imported in a background thread while the JVM
+    starts (see ``start_tensorflow_import``).
     """
     from pyspark.sql import SparkSession
 
@@ -51,11 +51,8 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
         builder = builder.master(master)
         if is_local_master(master):
             from skol_spark.local.jvm_archive import session_java_options
-            from skol_spark.local.jvm_jit import java_options
 
-            # we start this JVM: it may map the class archive; in HotSpot the last of repeated flags wins
-            options = (java_options(jit, input_path, input_format),
-                       settings.get("spark.driver.extraJavaOptions", ""), session_java_options(class_archive))
+            options = (session_java_options(class_archive), settings.get("spark.driver.extraJavaOptions", ""))
             if any(options):
                 settings["spark.driver.extraJavaOptions"] = " ".join(x for x in options if x)
     for key, value in settings.items():
@@ -91,12 +88,6 @@ def start_tensorflow_import() -> threading.Thread:
     return thread
 
 
-def is_local_master(master: str) -> bool:
-    """``local``/``local[N]``/``local[N,R]``: driver and executors in one JVM whose cores are all ours
-    (``local-cluster`` is a real cluster of separate executor JVMs)."""
-    return master.startswith("local") and not master.startswith("local-cluster")
-
-
 def submitted_with_master() -> bool:
     """True when running under spark-submit, which sets spark.master itself."""
     return "PYSPARK_GATEWAY_PORT" in os.environ or "spark.master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
@@ -107,16 +98,3 @@ def _try_set(session, key: str, value: str) -> None:
         session.conf.set(key, value)
     except Exception:  # static settings cannot change on a live session (e.g. Databricks)
         pass
-
-
-def task_cpus(default: int = 1) -> int:
-    """Cores this task owns (``spark.task.cpus``); used to size TensorFlow's thread pools."""
-    try:
-        from pyspark import TaskContext
-
-        ctx = TaskContext.get()
-        if ctx is not None:
-            return max(1, int(ctx.cpus()))
-    except Exception:
-        pass
-    return default

@@ -17,6 +17,7 @@ without the column. Then Spark counts, as it always does on clusters.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlparse
 
 import pyarrow as pa
 
@@ -29,8 +30,6 @@ def label_counts(run_dir: str) -> dict[str | None, int]:
     """Rows per label in the Parquet files under ``run_dir`` (a local directory)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from skol_spark.local.jvm_jit import parquet_files
 
     if not os.path.isdir(run_dir):  # also where a scheme-less path named fs.defaultFS's (remote) directory
         raise Declined(f"{run_dir} is not a local directory")
@@ -46,3 +45,25 @@ def label_counts(run_dir: str) -> dict[str | None, int]:
         return {}
     counts = pc.value_counts(pa.concat_tables(tables).column("label"))
     return {v.as_py(): int(n.as_py()) for v, n in zip(counts.field("values"), counts.field("counts"))}
+
+
+def local_path(path: str) -> str | None:
+    """The local directory a ``file:`` or scheme-less path names, or None (a remote filesystem, a glob)."""
+    if not path or any(c in path for c in "*?[{"):
+        return None
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file"):
+        return parsed.path if parsed.scheme else path
+    return None
+
+
+def parquet_files(root: str):
+    """Data files as Spark lists them: hidden (``.``) and metadata (``_``) entries skipped."""
+    if os.path.isfile(root):
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in sorted(filenames):
+            if not name.startswith((".", "_")):
+                yield os.path.join(dirpath, name)

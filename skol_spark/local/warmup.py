@@ -4,7 +4,7 @@ A scoring task's first seconds go to starting a Python worker, importing
 TensorFlow and building + golden-checking the model (~5 s of CPU on the
 benchmark's BiLSTM). None of it depends on the input, so a one-row
 ``mapInArrow`` job does it in a background thread while the validation scan
-runs; it is also the run's smoke test (``job.checked_predictor``), so the
+runs; it is also the run's smoke test (``job.smoke.checked_predictor``), so the
 driver does not build the model a second time. The scoring job then finds
 the worker idle with the model in its cache
 (``worker_cache``), because Spark reuses Python workers between SQL jobs that
@@ -16,8 +16,9 @@ that, the scoring task starts a new worker and builds again (counted in
 ``model_builds``). Nothing breaks; the overlap is only lost.
 
 Only where it pays: a local master, whose task slots are the workers the
-scoring job will use. On a cluster, one warmed worker of one executor would
-mostly build a model no scoring task uses (``scoring.warm_up: always`` forces it).
+scoring job will use (``skol_spark.local.environment``). On a cluster, one
+warmed worker of one executor would mostly build a model no scoring task uses
+(``scoring.warm_up: always`` forces it).
 """
 
 from __future__ import annotations
@@ -29,35 +30,19 @@ from typing import Iterator
 import pyarrow as pa
 
 from skol_spark.model.builder import predictor_kind
-from skol_spark.scoring.partition import ScoringPlan, predictor_key, worker_predictor
-from skol_spark.job.session import is_local_master
-from skol_spark.local.worker_prestart import PRESTARTED_ENV
+from skol_spark.scoring.partition import BuildSpec, errors_for_the_driver, inject_test_fault, worker_predictor
 
 _GROUP = "skol-spark-warm-up"
-
-
-def wanted(sc, setting: str) -> bool:
-    """``scoring.warm_up``: 'auto' (local masters that reuse workers), 'always' or 'never'."""
-    return wanted_for(sc.master, sc.getConf().get("spark.python.worker.reuse", "true"), setting)
-
-
-def wanted_for(master: str, worker_reuse: str | None, setting: str) -> bool:
-    """``wanted`` before the session exists (the CLI: whether the driver will need TensorFlow)."""
-    if setting != "auto":
-        return setting == "always"
-    return is_local_master(master) and (worker_reuse or "true").lower() == "true"
 
 
 class WarmUp:
     """One background Spark job that builds the model in ``workers`` Python workers."""
 
-    def __init__(self, spark, plan: ScoringPlan, handle, builds, workers: int) -> None:
-        self.spark, self.plan, self.handle, self.builds = spark, plan, handle, builds
+    def __init__(self, spark, spec: BuildSpec, handle, builds, workers: int) -> None:
+        self.spark, self.spec, self.handle, self.builds = spark, spec, handle, builds
         self.workers = max(1, workers)
         self.error: BaseException | None = None
         self.built = 0  # workers that built the model (the others held it from an earlier run)
-        self.prestarted = 0  # workers the CLI started before the JVM (worker_prestart)
-        self.built_ahead = 0  # ... of which built the model before the warm-up task reached them
         self.intra_op_threads: list[int] = []  # TensorFlow's pool size in the warmed workers, as set
         self.predictor = ""  # line_projection or keras, as the workers built it (the run manifest)
         self.seconds = 0.0
@@ -70,29 +55,21 @@ class WarmUp:
         return self
 
     def _run(self) -> None:
-        plan, handle, builds = self.plan, self.handle, self.builds
+        spec, handle, builds = self.spec, self.handle, self.builds
 
         def warm(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            from pyspark import TaskContext
+            with errors_for_the_driver():
+                inject_test_fault("warm-up")  # tests: SKOL_FAULT=...:partition=warm-up
+                for _ in batches:
+                    pass
+                predict, built = worker_predictor(spec, handle.value, builds)
+                import tensorflow as tf  # imported by the build; the worker's pool as it took effect (manifest)
 
-            from skol_spark.scoring import faults
-
-            from skol_spark.model import cache as worker_cache
-
-            faults.maybe_inject("warm-up", TaskContext.get().attemptNumber())  # tests: SKOL_FAULT=...:partition=warm-up
-            for _ in batches:
-                pass
-            predict, built = worker_predictor(plan, handle.value, builds)
-            import tensorflow as tf  # imported by the build; what the worker's pools really are (the manifest)
-
-            threads = tf.config.threading.get_intra_op_parallelism_threads()
-            ahead = built and worker_cache.built_ahead(predictor_key(plan, handle.value))  # worker_prestart
-            yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
-                                              "built": pa.array([built], pa.bool_()),
-                                              "prestarted": pa.array([PRESTARTED_ENV in os.environ], pa.bool_()),
-                                              "ahead": pa.array([ahead], pa.bool_()),
-                                              "threads": pa.array([threads], pa.int32()),
-                                              "predictor": pa.array([predictor_kind(predict)], pa.string())})
+                threads = tf.config.threading.get_intra_op_parallelism_threads()
+                yield pa.RecordBatch.from_pydict({"pid": pa.array([os.getpid()], pa.int64()),
+                                                  "built": pa.array([built], pa.bool_()),
+                                                  "threads": pa.array([threads], pa.int32()),
+                                                  "predictor": pa.array([predictor_kind(predict)], pa.string())})
 
         sc = self.spark.sparkContext
         started = time.monotonic()
@@ -100,11 +77,9 @@ class WarmUp:
             # job group: a thread-local property, so that cancel() reaches this job only
             sc.setJobGroup(_GROUP, "skol-spark: build the model in the Python workers", interruptOnCancel=True)
             rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
-                warm, "pid long, built boolean, prestarted boolean, ahead boolean, threads int, predictor string"
+                warm, "pid long, built boolean, threads int, predictor string"
             ).collect()
             self.built = sum(r["built"] for r in rows)
-            self.prestarted = sum(r["prestarted"] for r in rows)
-            self.built_ahead = sum(r["ahead"] for r in rows)
             self.intra_op_threads = sorted({r["threads"] for r in rows})
             self.predictor = "+".join(sorted({r["predictor"] for r in rows}))  # one kind unless a worker fell back
         except BaseException as e:  # re-raised on the main thread by wait()
@@ -125,8 +100,7 @@ class WarmUp:
 
     def summary(self) -> dict:
         """For the run manifest: workers warmed, how many built the model, seconds the warm-up job took."""
-        return {"workers": self.workers, "built": self.built, "prestarted": self.prestarted,
-                "built_ahead": self.built_ahead, "intra_op_threads": self.intra_op_threads,
+        return {"workers": self.workers, "built": self.built, "intra_op_threads": self.intra_op_threads,
                 "seconds": round(self.seconds, 3)}
 
     def cancel(self) -> None:

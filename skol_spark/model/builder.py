@@ -15,7 +15,6 @@ referenced, and a ``Lambda`` layer (Python bytecode) is refused unless
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import json
@@ -62,26 +61,15 @@ def _installed_version(package: str) -> str:
         raise DependencyError(f"{package} is not installed: pip install '{package}>=3.15'") from None
 
 
-# Keras imports these at import time only when they are installed, for image-gallery plots; a scoring
-# worker never plots, and on a busy 2-core executor the import cost 0.8 s of the worker's start (measured).
-PLOTTING_MODULES = ("matplotlib", "matplotlib.pyplot")
-
-
-def configure_tensorflow(threads: int, *, skip_plotting: bool = False) -> None:
+def configure_tensorflow(threads: int) -> None:
     """Pin TensorFlow's thread pools to the cores this task owns, before the first op.
 
     Two Python workers on two cores each running TF's default pools (one
     thread per core, twice over) oversubscribe the machine; pinning is the
     single largest win for CPU scoring. Safe to call more than once.
-
-    ``skip_plotting`` (Python workers): the first TensorFlow import runs with
-    matplotlib unavailable, so Keras leaves its plotting helper unset. Only
-    for that import: matplotlib imports normally afterwards. Not on the
-    driver, where a notebook may plot with Keras.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with unavailable(PLOTTING_MODULES if skip_plotting else ()):  # a no-op once TensorFlow is imported
-        import tensorflow as tf
+    import tensorflow as tf
 
     threads = max(1, int(threads))
     try:
@@ -89,21 +77,6 @@ def configure_tensorflow(threads: int, *, skip_plotting: bool = False) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         pass  # the runtime is already initialised in this process; keep its settings
-
-
-@contextlib.contextmanager
-def unavailable(modules: Sequence[str]):
-    """Make modules not yet imported raise ImportError inside the block (a ``None`` entry in
-    ``sys.modules``), and importable again after it."""
-    blocked = [m for m in modules if m not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        for name in blocked:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
 
 
 def check_architecture(architecture: str, *, custom_modules: Sequence[str] = (),
@@ -200,8 +173,9 @@ def rebuild_model(artifact: ModelArtifact, *, custom_modules: Sequence[str] = ()
                   allow_unsafe: bool = False):
     """Artifact -> uncompiled ``keras.Model`` with its weights set.
 
-    This is the only call of ``model_from_json`` in skol_spark: the driver's
-    smoke test, ``model verify`` and every executor's first build go through it.
+    This is the only place skol_spark deserializes an architecture: the
+    driver's smoke test, ``model verify`` and every executor's first build go
+    through it.
     """
     check_keras_floor()
     config = check_architecture(artifact.architecture, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
@@ -210,10 +184,10 @@ def rebuild_model(artifact: ModelArtifact, *, custom_modules: Sequence[str] = ()
     import keras
 
     try:
-        # A scope, not keras.config.enable_unsafe_deserialization(): that switch is process-wide and sticky,
-        # so one opted-in model would turn Keras' safe mode off for every later load in this worker.
-        with _safe_mode(not allow_unsafe):
-            model = keras.models.model_from_json(json.dumps(config), custom_objects=objects)
+        # What keras.models.model_from_json does, with safe mode as an argument: the public switch
+        # (keras.config.enable_unsafe_deserialization) is process-wide and sticky, so one opted-in model would
+        # turn Keras' safe mode off for every later load in this worker.
+        model = keras.saving.deserialize_keras_object(config, custom_objects=objects, safe_mode=not allow_unsafe)
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise ModelFormatError(
             f"model {artifact.name!r} v{artifact.version} cannot be rebuilt: {_first_line(e)}. If a custom layer "
@@ -225,13 +199,6 @@ def rebuild_model(artifact: ModelArtifact, *, custom_modules: Sequence[str] = ()
                                f"({_first_line(e)}); the artifact is inconsistent, republish it") from None
     check_shapes(artifact, model)
     return model
-
-
-def _safe_mode(safe: bool):
-    """Keras' safe mode set for one deserialization and restored afterwards."""
-    from keras.src.saving.serialization_lib import SafeModeScope
-
-    return SafeModeScope(safe)
 
 
 def _first_line(error: BaseException) -> str:

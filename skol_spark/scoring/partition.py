@@ -14,6 +14,7 @@ document's lines itself and refuses a document that comes back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skol_spark.errors import InputContractError
+from skol_spark.errors import ExecutorError, InputContractError, JobFailedError, SkolError
 from skol_spark.scoring.features import concat_sources, decode_features, nonfinite_rows
 from skol_spark.scoring.windowing import score_lines
 
@@ -33,8 +34,22 @@ RESULT_COLUMNS = ("label", "prediction", "confidence", "probabilities", "model_n
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """How a Python worker rebuilds the model, besides the artifact itself (small, picklable).
+
+    Known before the input is read, so the warm-up job can build with the
+    same spec, and the same cache key, as the scoring tasks.
+    """
+
+    custom_modules: tuple[str, ...] = ()
+    allow_unsafe: bool = False
+    line_projection: bool = True  # scoring.predictor: auto
+    tf_threads: int = 0  # TensorFlow's intra-op pool; 0: the cores the task owns (spark.task.cpus)
+
+
+@dataclass(frozen=True)
 class ScoringPlan:
-    """Everything a worker needs besides the broadcast artifact (small, picklable)."""
+    """Everything a scoring task needs besides the broadcast artifact (small, picklable)."""
 
     doc_col: str
     line_col: str
@@ -45,13 +60,10 @@ class ScoringPlan:
     stride: int
     batch_size: int
     feature_size: int
-    tf_threads: int
     model_name: str
     model_version: int
     run_id: str
-    custom_modules: tuple[str, ...] = ()
-    allow_unsafe: bool = False
-    line_projection: bool = True  # scoring.predictor: auto
+    build: BuildSpec = BuildSpec()
     partitions: int = 0  # scoring partitions (0: keep the input's, it is clustered by document)
     presorted: bool = False  # stream the input as read: the scan found each document one run of rows
 
@@ -60,46 +72,73 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
     """The function given to ``mapInArrow``. Closes over the broadcast handle, never the model."""
 
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        from skol_spark.scoring import faults
-
-        ctx = TaskContext.get()
-        if ctx is not None:
-            faults.maybe_inject(ctx.partitionId(), ctx.attemptNumber())
-        predict = None
-        for table in iter_complete_documents(batches, plan.doc_col, check_runs=plan.presorted):
-            if predict is None:
-                predict, _ = worker_predictor(plan, artifact_handle.value, builds)
-            yield from score_table(table, plan, predict).to_batches()
+        with errors_for_the_driver():
+            inject_test_fault()
+            predict = None
+            for table in iter_complete_documents(batches, plan.doc_col, check_runs=plan.presorted):
+                if predict is None:
+                    predict, _ = worker_predictor(plan.build, artifact_handle.value, builds)
+                yield from score_table(table, plan, predict).to_batches()
 
     return score_partition
 
 
-def worker_predictor(plan: ScoringPlan, artifact, builds=None):
+@contextlib.contextmanager
+def errors_for_the_driver():
+    """Re-raise a SkolError (or a MemoryError) in a form the driver turns back into the typed error."""
+    try:
+        yield
+    except SkolError as e:
+        raise ExecutorError(e) from None
+    except MemoryError:
+        raise ExecutorError(JobFailedError(
+            "a Python worker ran out of memory; lower scoring.batch_size or scoring.arrow_batch_size, or raise "
+            "spark.executor.memoryOverhead (not spark.executor.pyspark.memory, which TensorFlow cannot load "
+            "under). Nothing was published")) from None
+
+
+def inject_test_fault(partition: int | str | None = None) -> None:
+    """The fault matrix's hook (``scoring.faults``): a no-op unless the test sets ``SKOL_FAULT``."""
+    from pyspark import TaskContext
+
+    from skol_spark.scoring import faults
+
+    ctx = TaskContext.get()
+    if ctx is not None:
+        faults.maybe_inject(ctx.partitionId() if partition is None else partition, ctx.attemptNumber())
+
+
+def worker_predictor(spec: BuildSpec, artifact, builds=None):
     """``(predict, built_now)``: the worker's cached predictor, built (and golden-checked) on first use only."""
     from skol_spark.model import cache as worker_cache
 
-    predict, built = worker_cache.get_or_build(predictor_key(plan, artifact), predictor_builder(plan, artifact))
+    predict, built = worker_cache.get_or_build(predictor_key(spec, artifact), predictor_builder(spec, artifact))
     if built and builds is not None:
         builds.add(1)
     return predict, built
 
 
-def predictor_key(plan: ScoringPlan, artifact) -> str:
-    return f"{artifact.fingerprint}:{'lines' if plan.line_projection else 'keras'}"
+def predictor_key(spec: BuildSpec, artifact) -> str:
+    return f"{artifact.fingerprint}:{'lines' if spec.line_projection else 'keras'}"
 
 
-def predictor_builder(plan: ScoringPlan, artifact) -> Callable:
+def predictor_builder(spec: BuildSpec, artifact) -> Callable:
     def build():
         from skol_spark.model.builder import build_predictor, configure_tensorflow
-        from skol_spark.job.session import task_cpus
 
-        configure_tensorflow(plan.tf_threads or task_cpus(), skip_plotting=True)
-        return build_predictor(artifact, custom_modules=plan.custom_modules, allow_unsafe=plan.allow_unsafe,
-                               line_projection=plan.line_projection,
+        configure_tensorflow(spec.tf_threads or task_cpus())
+        return build_predictor(artifact, custom_modules=spec.custom_modules, allow_unsafe=spec.allow_unsafe,
+                               line_projection=spec.line_projection,
                                where=f"executor {os.uname().nodename} pid {os.getpid()}")
     return build
+
+
+def task_cpus(default: int = 1) -> int:
+    """Cores this task owns (``spark.task.cpus``): the size of TensorFlow's thread pools."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    return max(1, int(ctx.cpus())) if ctx is not None else default
 
 
 def iter_complete_documents(batches: Iterator[pa.RecordBatch], doc_col: str, *,
@@ -196,27 +235,31 @@ def check_batch(table: pa.Table, plan: ScoringPlan, features) -> None:
     lines = table.column(plan.line_col).combine_chunks()
     docs = table.column(plan.doc_col).combine_chunks()
     if docs.null_count or lines.null_count:
-        raise ValueError(f"{docs.null_count + lines.null_count} null {plan.doc_col}/{plan.line_col} value(s)")
+        raise InputContractError(f"{docs.null_count + lines.null_count} null {plan.doc_col}/{plan.line_col} "
+                                 "value(s)")
     n = len(lines)
     if n > 1:
         same_doc = pc.equal(docs.slice(1), docs.slice(0, n - 1))
         same_line = pc.equal(lines.slice(1), lines.slice(0, n - 1))
         dup = np.flatnonzero(pc.and_(same_doc, same_line).to_numpy(zero_copy_only=False))
         if dup.size:
-            raise ValueError(f"duplicate ({plan.doc_col}, {plan.line_col}) = ({docs[int(dup[0])]}, "
-                             f"{lines[int(dup[0])]}) and {dup.size - 1} more")
+            raise InputContractError(f"duplicate ({plan.doc_col}, {plan.line_col}) = ({docs[int(dup[0])]}, "
+                                     f"{lines[int(dup[0])]}) and {dup.size - 1} more")
     bad = nonfinite_rows(features)
     if bad.size:
-        raise ValueError(f"{bad.size} line(s) with NaN/inf features, e.g. {plan.doc_col}={docs[int(bad[0])]} "
-                         f"{plan.line_col}={lines[int(bad[0])]}")
+        raise InputContractError(f"{bad.size} line(s) with NaN/inf features, e.g. "
+                                 f"{plan.doc_col}={docs[int(bad[0])]} {plan.line_col}={lines[int(bad[0])]}")
 
 
 def score_table(table: pa.Table, plan: ScoringPlan, predict) -> pa.Table:
     """Whole documents, each one run of rows -> output rows (in line order): carried columns + results."""
     if plan.presorted:
         table = in_line_order(table, plan)
-    features = concat_sources([decode_features(chunk, plan.feature_size)
-                               for chunk in table.column(plan.features_col).chunks])
+    try:
+        features = concat_sources([decode_features(chunk, plan.feature_size)
+                                   for chunk in table.column(plan.features_col).chunks])
+    except ValueError as e:  # the decoder's contract errors: refused input, not a failed job
+        raise InputContractError(f"input refused by a scoring task, nothing was published: {e}") from None
     check_batch(table, plan, features)
     lengths = document_lengths(table.column(plan.doc_col))
     probs = score_lines(features, lengths, predict, window=plan.window, stride=plan.stride,
