@@ -167,6 +167,8 @@ def predict_command(args, *, spark=None) -> int:
                               preload_tensorflow=not submitted and driver_needs_tensorflow(config))
         if submitted and driver_needs_tensorflow(config, spark.sparkContext):
             start_tensorflow_import()  # spark-submit chose the master; its JVM is up, the scan not yet started
+    log.info("session ready; scoring %s with model %s@%s (the resolved config is in the run manifest)",
+             config.input.path or config.input.table, config.model.name, config.model.version)
     log.debug("run config: %s", json.dumps(config.redacted(), sort_keys=True))
     try:
         try:

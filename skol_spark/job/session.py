@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Mapping
 
-from skol_spark.local import is_local_master
+from skol_spark.local import session_conf
 
 DEFAULT_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -49,12 +49,7 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
     if not submitted_with_master():
         master = master or "local[*]"
         builder = builder.master(master)
-        if is_local_master(master):
-            from skol_spark.local.jvm_archive import session_java_options
-
-            options = (session_java_options(class_archive), settings.get("spark.driver.extraJavaOptions", ""))
-            if any(options):
-                settings["spark.driver.extraJavaOptions"] = " ".join(x for x in options if x)
+        settings = session_conf(master, settings, class_archive=class_archive)
     for key, value in settings.items():
         builder = builder.config(key, value)
     if preload_tensorflow:

@@ -30,6 +30,19 @@ def warm_up_wanted(master: str, worker_reuse: str | None, setting: str) -> bool:
     return is_local_master(master) and (worker_reuse or "true").lower() == "true"
 
 
+def session_conf(master: str, conf: dict[str, str], *, class_archive: str = "auto") -> dict[str, str]:
+    """Settings for a session this package starts on ``master``: a local JVM maps the class archive that
+    ``skol-spark jvm-archive`` recorded, if any (the caller's own Java options come after, so they win)."""
+    if not is_local_master(master):
+        return dict(conf)
+    from skol_spark.local.jvm_archive import session_java_options
+
+    options = (session_java_options(class_archive), conf.get("spark.driver.extraJavaOptions", ""))
+    if not any(options):
+        return dict(conf)
+    return {**conf, "spark.driver.extraJavaOptions": " ".join(x for x in options if x)}
+
+
 class Cluster:
     """The general case: executors on other machines, a task owns ``spark.task.cpus`` cores."""
 

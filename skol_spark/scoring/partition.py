@@ -92,7 +92,7 @@ def errors_for_the_driver():
         raise ExecutorError(e) from None
     except MemoryError:
         raise ExecutorError(JobFailedError(
-            "a Python worker ran out of memory; lower scoring.batch_size or scoring.arrow_batch_size, or raise "
+            "MemoryError: a Python worker ran out of memory; lower scoring.batch_size or scoring.arrow_batch_size, or raise "
             "spark.executor.memoryOverhead (not spark.executor.pyspark.memory, which TensorFlow cannot load "
             "under). Nothing was published")) from None
 
