@@ -92,9 +92,9 @@ def errors_for_the_driver():
         raise ExecutorError(e) from None
     except MemoryError:
         raise ExecutorError(JobFailedError(
-            "MemoryError: a Python worker ran out of memory; lower scoring.batch_size or scoring.arrow_batch_size, or raise "
-            "spark.executor.memoryOverhead (not spark.executor.pyspark.memory, which TensorFlow cannot load "
-            "under). Nothing was published")) from None
+            "MemoryError: a Python worker ran out of memory, nothing was published; lower scoring.batch_size or "
+            "scoring.arrow_batch_size, or raise spark.executor.memoryOverhead (not spark.executor.pyspark.memory, "
+            "which TensorFlow cannot load under)")) from None
 
 
 def inject_test_fault(partition: int | str | None = None) -> None:
