@@ -181,7 +181,7 @@ def run_skol_spark(corpus: dict, redis_url: str, work: Path, overrides: list[str
                                "spark.eventLog.dir": str(out), "spark.eventLog.compress": "false"}},
     }
     (out / "job.yaml").write_text(json.dumps(conf, indent=2))  # JSON is YAML
-    cmd = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(out / "job.yaml")]
+    cmd = [sys.executable, "-m", "skol_spark.cli", "predict", "--conf", str(out / "job.yaml")]
     for item in overrides:
         cmd += ["--set", item]
     # `python -m` puts the working directory first on sys.path, before PYTHONPATH, and the JVM and its
@@ -484,7 +484,7 @@ def main(argv=None) -> int:
     archive_seconds = None
     if args.jvm_archive and any(v.startswith("skol_spark") for v in variants):
         t = time.time()  # once per machine for users: `skol-spark jvm-archive`
-        subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "jvm-archive"], env=child_env(work / "jvm-marks"),
+        subprocess.run([sys.executable, "-m", "skol_spark.cli", "jvm-archive"], env=child_env(work / "jvm-marks"),
                        check=True, capture_output=True)
         archive_seconds = round(time.time() - t, 1)
         print(f"recorded the JVM class archive in {archive_seconds} s", file=sys.stderr)

@@ -59,9 +59,10 @@ if _MARKS:
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "skol_spark.scoring.windowing":
+            if name not in ("skol_spark.scoring.windowing", "skol_spark.windowing"):  # the layout before 2026-12-07
                 return None
-            sys.meta_path.remove(self)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             spec = importlib.util.find_spec(name)
             if spec is None or spec.loader is None:
                 return spec
