@@ -208,7 +208,7 @@ def test_password_in_the_url_query_string_appears_nowhere(spark, tmp_path, closu
     manifests = [p for p in tmp_path.rglob("manifest.json")]
     assert manifests and "password=***" in manifests[0].read_text()
     for path in tmp_path.rglob("*"):
-        if path.is_file():
+        if path.is_file() and path != Path(conf):  # the user's own config holds the URL as they wrote it
             data = path.read_bytes()
             assert canary.encode() not in data and wrong.encode() not in data, f"password found in {path}"
     for given, shown_as in [  # every credential redis-py would take from a URL is masked, nothing else

@@ -139,7 +139,7 @@ def read_file_architecture(path: Path) -> tuple[str, list[str]]:
     are read here for the manifest)."""
     import zipfile
 
-    from skol_spark.store.model_store import compile_object_names
+    from skol_spark.store.publish_checks import compile_object_names
 
     try:
         if zipfile.is_zipfile(path):

@@ -54,7 +54,7 @@ def find_unpublished(store, name: str | None = None) -> list[Unpublished]:
     found = []
     for model in sorted(names):
         published = set(store.versions(model))
-        started = {int(v): float(t) for v, t in store._call(client.hgetall, store._key(model, "pending")).items()}
+        started = _publish_starts(store._call(client.hgetall, store._key(model, "pending")))
         for version in sorted({v for (n, v) in groups if n == model} | set(started)):
             if version in published:
                 continue
@@ -89,6 +89,18 @@ def remove_orphan(store, orphan: Unpublished) -> bool:
                     continue
 
     return store._call(transaction)
+
+
+def _publish_starts(raw: dict[bytes, bytes]) -> dict[int, float]:
+    """``pending`` as {version: start time}; entries that are not numbers (written by hand) are left out,
+    so their keys are aged by their idle time instead."""
+    starts = {}
+    for version, started in raw.items():
+        try:
+            starts[int(version)] = float(started)
+        except ValueError:
+            continue
+    return starts
 
 
 def _idle_seconds(store, keys: tuple[str, ...]) -> float | None:

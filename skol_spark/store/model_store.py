@@ -32,9 +32,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from skol_spark.model.artifact import (FORMAT_VERSION, ModelArtifact, encode_weights, framework_versions,
                                  golden_inputs, sha256)
-from skol_spark.errors import (ConfigError, ModelFormatError, ModelIntegrityError, ModelNotFoundError, ModelStoreError,
+from skol_spark.errors import (ConfigError, ModelIntegrityError, ModelNotFoundError, ModelStoreError,
                                RedisUnavailableError)
-from skol_spark.store.manifest_schema import FEATURE_KINDS, check_manifest
+from skol_spark.store.manifest_schema import check_manifest
+from skol_spark.store.publish_checks import check_publishable, compile_object_names
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,12 @@ class ModelStore:
         return sorted(m.decode() for m in self._call(self.client.smembers, f"{self.prefix}:models"))
 
     def versions(self, name: str) -> list[int]:
-        return [int(v) for v in self._call(self.client.zrange, self._key(name, "versions"), 0, -1)]
+        key = self._key(name, "versions")
+        return [stored_version(v, key) for v in self._call(self.client.zrange, key, 0, -1)]
 
     def aliases(self, name: str) -> dict[str, int]:
         raw = self._call(self.client.hgetall, self._key(name, "aliases"))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {k.decode(): stored_version(v, f"{self._key(name, 'aliases')}[{k.decode()}]") for k, v in raw.items()}
 
     def resolve(self, name: str, ref: str | int) -> int:
         """A version number or alias -> an existing version number."""
@@ -86,7 +88,7 @@ class ModelStore:
                 raise ModelNotFoundError(
                     f"model {name!r} has no alias {text!r} (aliases: {', '.join(known) or 'none'}); "
                     f"set one with: skol-spark model alias {name} {text} VERSION")
-            version = int(value)
+            version = stored_version(value, f"{self._key(name, 'aliases')}[{text}]")
         if self._call(self.client.zscore, self._key(name, "versions"), version) is None:
             numbers = self.versions(name)
             if not numbers:
@@ -359,30 +361,14 @@ class ModelStore:
             raise ModelStoreError(f"Redis at {self.where} refused a command: {e}") from None
 
 
-def check_publishable(model, labels: Sequence[str], window_size: int | None, stride: int | None,
-                      feature_kind: str) -> tuple[int, int, int]:
-    """A ``[batch, lines, features] -> [batch, lines, classes]`` model and metadata that fit it.
-
-    Returns ``(window, stride, features)``; raises ModelFormatError naming both numbers on a mismatch.
-    """
-    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
-    if len(in_shape) != 3 or len(out_shape) != 3:
-        raise ModelFormatError(f"expected a sequence model [batch, lines, features] -> [batch, lines, classes]; "
-                               f"got {in_shape} -> {out_shape}")
-    window = int(window_size or in_shape[1] or 0)
-    if window < 1:
-        raise ModelFormatError("the model accepts any sequence length: pass --window-size")
-    if in_shape[1] is not None and window != int(in_shape[1]):
-        raise ModelFormatError(f"--window-size {window} disagrees with the model's input length {in_shape[1]}")
-    if len(labels) != int(out_shape[2]) or len(set(labels)) != len(labels):
-        raise ModelFormatError(f"the model has {out_shape[2]} output classes but {len(labels)} distinct labels "
-                               f"were given ({list(labels)}); pass one label per class, in class-index order")
-    step = int(stride or window)
-    if not 1 <= step <= window:
-        raise ModelFormatError(f"stride {step} must be between 1 and the window size {window}")
-    if feature_kind not in FEATURE_KINDS:
-        raise ModelFormatError(f"feature kind {feature_kind!r}: expected one of {', '.join(FEATURE_KINDS)}")
-    return window, step, int(in_shape[2])
+def stored_version(raw: bytes | str, key: str) -> int:
+    """A version number read from Redis (``versions`` member, alias value); ModelIntegrityError naming the
+    key when someone wrote something else there."""
+    version = parse_version(raw.decode(errors="replace") if isinstance(raw, bytes) else raw)
+    if version is None:
+        raise ModelIntegrityError(f"{key} holds {raw[:40]!r}, not a version number; the key was overwritten: "
+                                  "point the alias at a version again (skol-spark model alias) or republish")
+    return version
 
 
 def validate_alias(alias: str) -> None:
@@ -402,30 +388,3 @@ def parse_version(ref: str | int) -> int | None:
 def validate_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name or ""):
         raise ConfigError(f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (max 128)")
-
-
-def compile_object_names(architecture: str) -> list[str]:
-    """Names of losses/metrics in the compile config: informational, they get no stand-ins."""
-    config = json.loads(architecture).get("compile_config") or {}
-    names: list[str] = []
-
-    def collect(value: Any) -> None:
-        if isinstance(value, dict):
-            if value.get("class_name") == "function" or "registered_name" in value:
-                cfg, registered = value.get("config"), value.get("registered_name")
-                if isinstance(cfg, str):
-                    names.append(cfg)  # a function: its bare name, e.g. a closure loss
-                else:  # a class: its registered name says which package provides it
-                    names.append(str(registered if registered not in (None, "function") else value.get("class_name")))
-                return
-            for v in value.values():
-                collect(v)
-        elif isinstance(value, list):
-            for v in value:
-                collect(v)
-        elif isinstance(value, str):
-            names.append(value)
-
-    for key in ("loss", "metrics", "weighted_metrics"):
-        collect(config.get(key))
-    return sorted(set(names))
