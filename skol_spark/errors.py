@@ -27,6 +27,12 @@ class DependencyError(SkolError):
     exit_code = 3
 
 
+class LocalResourceError(SkolError):
+    """This machine lacks what the command needs (disk space in the temp directory); names where and how much."""
+
+    exit_code = 4
+
+
 class ModelStoreError(SkolError):
     """Base for errors raised while talking to the model store."""
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import shutil
+import subprocess
+import sys
 import tarfile
 import uuid
 
@@ -20,8 +24,8 @@ from skol_spark import errors
 from skol_spark.model.artifact import sha256
 from skol_spark.store.model_store import ModelStore
 from tests.conftest import LABELS
-from tests.fault_tools import (assert_no_output, documents_table, make_documents, predict_args, run_cli,
-                               write_config, write_table)
+from tests.fault_tools import (ROOT, CliResult, assert_no_output, documents_table, make_documents, predict_args,
+                               run_cli, write_config, write_table)
 
 MODEL = "fa"
 
@@ -313,3 +317,191 @@ def test_M10_model_that_cannot_predict_fails_the_driver_smoke_test(spark, tmp_pa
     assert "on driver: golden outputs differ by nan" in result.error_line
     assert ("the warm-up job failed to build the model" in result.err) == (warm_up == "auto")
     assert_no_output(tmp_path / "out")
+
+
+# ---- hardening (issue 22, items 10, 11, 13): counts, sizes and fields read from untrusted artifacts -------------
+def model_cli(action: str, redis_server, copy, *extra: str):
+    return run_cli(["model", action, MODEL, *extra, "--redis-url", redis_server.url, "--prefix", copy.prefix])
+
+
+def assert_clean_failure(result, code: int, *phrases: str) -> None:
+    assert result.code == code, result.text[-2000:]
+    assert "Traceback" not in result.text, result.err[-2000:]
+    for phrase in phrases:
+        assert phrase in result.error_line, result.error_line
+
+
+def test_manifest_claiming_a_billion_chunks_is_refused_by_what_the_store_holds(redis_server, copy):
+    import tracemalloc
+
+    chunks = int(copy.manifest["weights"]["chunks"])
+    cases = {  # what the manifest claims -> what the store shows first
+        "billion": (dict(chunks=10**9, bytes=10**12), copy.key("weights", 10**9 - 1)),
+        # a planted last key: the batches still stop at the first missing chunk
+        "planted": (dict(chunks=10**6, bytes=10**9), copy.key("weights", chunks)),
+        "oversized bytes": (dict(bytes=10**12), "(truncated)"),
+    }
+    original = copy.manifest
+    for label, (claim, named) in cases.items():
+        m = json.loads(json.dumps(original))
+        m["weights"].update(claim)
+        copy.manifest = m
+        if label == "planted":
+            copy.client.set(copy.key("weights", 10**6 - 1), b"x")
+        tracemalloc.start()
+        try:
+            result = model_cli("verify", redis_server, copy, str(copy.version))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert_clean_failure(result, errors.ModelIntegrityError.exit_code, named)
+        assert "weights" in result.error_line
+        assert peak < 20 * 1024**2, f"{label}: {peak} bytes allocated to refuse the manifest"
+        assert result.seconds < 10, label
+
+
+MALFORMED = {  # field named in the message -> how the manifest is damaged
+    "weights.chunks": lambda m: m["weights"].update(chunks="many"),
+    "weights": lambda m: m.update(weights=None),
+    "labels": lambda m: m.update(labels=5),
+    "window_size": lambda m: m.update(window_size=-1),
+    "golden.outputs": lambda m: m["golden"].update(outputs=[[1, 2], [3]]),
+    "extras.feature_pipeline": lambda m: m.update(extras={"feature_pipeline": None}),
+    "architecture.sha256": lambda m: m["architecture"].update(sha256=123),
+    "format_version": lambda m: m.update(format_version="two"),
+    "stride": lambda m: m.update(stride=m["window_size"] + 5),
+    "framework": lambda m: m.update(framework=["tensorflow"]),
+    "feature_kind": lambda m: m.update(feature_kind="bogus"),
+    "weights.bytes": lambda m: m["weights"].update(bytes=-5),
+    "architecture": lambda m: m.update(architecture="sha"),
+    "extras": lambda m: m.update(extras=[1]),
+}
+
+
+@pytest.mark.parametrize("field", sorted(MALFORMED))
+def test_malformed_manifest_exits_13_naming_the_field(redis_server, copy, field):
+    m = copy.manifest
+    MALFORMED[field](m)
+    copy.manifest = m
+
+    for action in ("verify", "show"):
+        result = model_cli(action, redis_server, copy, str(copy.version))
+        assert_clean_failure(result, errors.ModelFormatError.exit_code, f"manifest field {field}:")
+    listed = run_cli(["model", "list", MODEL, "--redis-url", redis_server.url, "--prefix", copy.prefix])
+    assert listed.code == 0 and f"v{copy.version}\tunreadable:" in listed.out, listed.text[-2000:]
+    assert f"manifest field {field}:" in listed.out
+    deleted = model_cli("delete", redis_server, copy, str(copy.version), "--force")  # still removable
+    assert deleted.code == 0, deleted.text[-2000:]
+
+
+def test_manifest_window_size_is_bounded_by_its_golden_outputs(redis_server, copy):
+    """A window of a billion lines would size the probe windows (and every scoring window) before any
+    check: it is refused from the recorded outputs, which hold the real window size."""
+    m = copy.manifest
+    m["window_size"] = 10**9
+    copy.manifest = m
+
+    result = model_cli("verify", redis_server, copy, str(copy.version))
+
+    assert_clean_failure(result, errors.ModelFormatError.exit_code, "manifest field golden.outputs:",
+                         "window_size=1000000000")
+
+
+def test_malformed_manifest_stops_predict_before_spark_runs(spark, tmp_path, redis_server, copy, input_path,
+                                                             keras_calls):
+    m = copy.manifest
+    m["weights"] = None
+    copy.manifest = m
+
+    result = run(tmp_path, redis_server, copy, input_path)
+
+    assert_clean_failure(result, errors.ModelFormatError.exit_code, "manifest field weights:", "got None")
+    assert keras_calls == []
+    assert_no_output(tmp_path / "out")
+
+
+def test_weights_archive_declaring_more_than_it_holds_is_refused(redis_server, copy):
+    """An .npz whose array header claims a terabyte: numpy would allocate by the header before reading."""
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**11,)})
+    payload = io.BytesIO()
+    with zipfile.ZipFile(payload, "w") as archive:
+        archive.writestr("w00000.npy", header.getvalue() + b"\0" * 64)
+    copy.set_weights(payload.getvalue())
+
+    result = model_cli("verify", redis_server, copy, str(copy.version))
+
+    assert_clean_failure(result, errors.ModelFormatError.exit_code, "declares shape (100000000000,)")
+
+
+def _tar_gz(members: list[tuple[str, int, bytes | None]]) -> bytes:
+    """(name, declared size, data or None: the header alone, no data after it) -> tar.gz bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, size, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            if data is None:
+                tar.fileobj.write(info.tobuf(tarfile.GNU_FORMAT))  # a header that lies: no data follows
+            else:
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_legacy_archive_expanding_to_gigabytes_is_refused_before_extraction(tmp_path, redis_server, redis_client):
+    from skol_spark.store.safe_tar import MAX_TOTAL_BYTES, safe_extract
+
+    claims_2gb = _tar_gz([("metadata.json", 2, b"{}"), ("classifier_model.h5", 2 * 1024**3, None)])
+    zeros = _tar_gz([("metadata.json", 2, b"{}"), ("classifier_model.h5", 3_000_000, b"\0" * 3_000_000)])
+    assert len(claims_2gb) < 4096 and len(zeros) < 64 * 1024  # a bomb: tiny compressed, large expanded
+    prefix = f"fab{uuid.uuid4().hex[:6]}"
+    for archive, limit in ((claims_2gb, None), (zeros, "1000000")):
+        path = tmp_path / "legacy.tar.gz"
+        path.write_bytes(archive)
+        result = run_cli(["model", "import-legacy", "legacy", "--file", str(path), "--redis-url", redis_server.url,
+                          "--prefix", prefix, *(["--max-unpacked-bytes", limit] if limit else [])])
+        cap = int(limit or MAX_TOTAL_BYTES)
+        assert_clean_failure(result, errors.UnsafeModelError.exit_code, f"expands to more than {cap} bytes",
+                             "'classifier_model.h5'")
+        dest = tmp_path / f"dest-{cap}"
+        with pytest.raises(errors.UnsafeModelError, match="expands to more than"):
+            safe_extract(archive, dest, max_bytes=cap)
+        assert list(dest.iterdir()) == []  # refused from the headers: not even metadata.json was written
+    assert ModelStore(redis_client, prefix=prefix).models() == []
+
+
+def _in_small_tmpfs(tmp_path, size: str, argv: list[str]):
+    """The CLI in a private mount namespace whose TMPDIR is a ``size`` tmpfs (a full temp disk, for real)."""
+    unshare = shutil.which("unshare")
+    mount_dir = tmp_path / "small-tmp"
+    mount_dir.mkdir()
+    if not unshare or subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -rm (user and mount namespaces) to give the CLI a small temp disk")
+    script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+    cmd = [unshare, "-rm", "sh", "-c", script, "sh", size, str(mount_dir), sys.executable, "-m",
+           "skol_spark.cli.main", *argv]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(mount_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(cmd, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=240)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, 0.0)
+
+
+@pytest.mark.parametrize("case", ["declared", "filled"])
+def test_legacy_archive_on_a_full_temp_disk_is_reported_as_disk_full(tmp_path, redis_server, case):
+    """``declared``: the members add up to more than the disk's free space (refused before writing);
+    ``filled``: small members that fit by their sizes but not by the disk's blocks (ENOSPC mid-way)."""
+    if case == "declared":
+        members = [("metadata.json", 2, b"{}"), ("classifier_model.h5", 4_000_000, b"\0" * 4_000_000)]
+    else:
+        members = [("metadata.json", 2, b"{}")] + [(f"feature_pipeline/part-{i:04d}", 1, b"x") for i in range(600)]
+    archive = tmp_path / "legacy.tar.gz"
+    archive.write_bytes(_tar_gz(members))
+
+    result = _in_small_tmpfs(tmp_path, "1m", ["model", "import-legacy", "legacy", "--file", str(archive),
+                                              "--redis-url", redis_server.url, "--prefix", "fad"])
+
+    detail = "the archive expands to 4000002 bytes" if case == "declared" else "it filled up while extracting"
+    assert_clean_failure(result, errors.LocalResourceError.exit_code, "not enough disk space", detail,
+                         "point TMPDIR at a larger disk")
+    assert "not a readable" not in result.err

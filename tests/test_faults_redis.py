@@ -391,3 +391,91 @@ def test_R12_chunks_below_max_bulk_length_round_trip(wide_published, prefix):
             small.load("wide", v)
     finally:
         server.stop()
+
+
+# ---- hardening (issue 22, item 12): a publish killed with SIGKILL -----------------------------------------------
+def _keys(client, pattern: str) -> dict[str, bytes]:
+    return {k.decode(): client.get(k) for k in client.scan_iter(match=pattern, count=1000)
+            if client.type(k) == b"string"}
+
+
+def _publish_and_kill(client, prefix: str, model_file, base: str) -> tuple[int, float]:
+    """Run ``skol-spark model publish`` in a subprocess and SIGKILL it once its first weight chunk is in
+    Redis (payload being written, version not yet visible). Returns (version, kill time). Retries when the
+    publish wins the race and commits first."""
+    from tests.fault_tools import kill_group
+
+    pending = f"{prefix}:model:big:pending"
+    for _ in range(3):
+        before = set(client.hkeys(pending))
+        proc = run_cli_subprocess(["model", "publish", "big", str(model_file), "--labels", ",".join(LABELS),
+                                   "--chunk-size", "16384", *base], background=True)
+        version = None
+        while proc.poll() is None:
+            fresh = set(client.hkeys(pending)) - before
+            if fresh and version is None:
+                version = int(fresh.pop())
+            if version is not None and client.exists(f"{prefix}:model:big:v{version}:weights:0"):
+                kill_group(proc)
+                killed_at = time.monotonic()
+                time.sleep(0.5)  # the server finishes the commands already in its socket buffer
+                if client.zscore(f"{prefix}:model:big:versions", version) is None:
+                    return version, killed_at
+                break
+            time.sleep(0.001)
+        if proc.poll() is None:
+            kill_group(proc)
+    raise AssertionError("could not kill a publish between its payload and its commit in 3 tries")
+
+
+def test_publish_killed_with_sigkill_leaves_orphans_that_model_gc_finds_and_removes(redis_server, redis_client,
+                                                                                     tmp_path):
+    from tests.fault_tools import wide_model
+
+    prefix = f"gc{uuid.uuid4().hex[:6]}"
+    base = ["--redis-url", redis_server.url, "--prefix", prefix]
+    model = wide_model(features=1000, units=4000)  # 16 MB of weights: ~1000 chunks of 16 KiB
+    model_file = tmp_path / "big.keras"
+    model.save(model_file)
+    published = ModelStore(redis_client, prefix=prefix, chunk_size=16384).publish(model, "big", labels=LABELS,
+                                                                                    aliases=["production"])
+    counter = f"{prefix}:model:big:next"  # the version counter: moved on by the killed publishes
+    kept_before = {k: v for k, v in _keys(redis_client, f"{prefix}:*").items() if k != counter}
+
+    old, old_killed = _publish_and_kill(redis_client, prefix, model_file, base)
+    old_keys = _keys(redis_client, f"{prefix}:model:big:v{old}:*")
+    young, young_killed = _publish_and_kill(redis_client, prefix, model_file, base)
+    young_keys = _keys(redis_client, f"{prefix}:model:big:v{young}:*")
+    grace = max(2.0, (young_killed - old_killed) / 2)  # the first is older than this, the second younger
+    assert old_keys and young_keys and f"{prefix}:model:big:v{old}:manifest" not in old_keys
+    assert ModelStore(redis_client, prefix=prefix).versions("big") == [published]  # neither became visible
+
+    listing = run_cli(["model", "gc", "--grace", str(grace), *base])
+
+    assert listing.code == 0, listing.text[-2000:]
+    assert re.search(rf"big v{old}\t{len(old_keys)} key\(s\)\t[\d,]+ bytes\tstarted \d+ s ago\torphan\n", listing.out)
+    assert re.search(rf"big v{young}\t{len(young_keys)} key\(s\)\t.*\tkept: in progress", listing.out)
+    assert f"big v{published}\t" not in listing.out
+    assert "1 orphaned version(s)" in listing.out and "remove them with --delete" in listing.out
+    assert _keys(redis_client, f"{prefix}:model:big:v{old}:*") == old_keys  # listing removes nothing
+
+    removed = run_cli(["model", "gc", "--grace", str(grace), "--delete", *base])
+
+    assert removed.code == 0 and f"big v{old}\t" in removed.out and "\tremoved" in removed.out, removed.text
+    assert _keys(redis_client, f"{prefix}:model:big:v{old}:*") == {}
+    assert not redis_client.hexists(f"{prefix}:model:big:pending", old)
+    assert _keys(redis_client, f"{prefix}:model:big:v{young}:*") == young_keys  # in progress: untouched
+    for key, value in kept_before.items():  # the published version, byte for byte
+        assert redis_client.get(key) == value, key
+    loaded = ModelStore(redis_client, prefix=prefix).load("big", "production")
+    assert loaded.version == published and loaded.weights  # checksums verified on load
+    with pytest.raises(ModelStoreError, match="model gc, which removed its keys"):  # a late commit is refused
+        ModelStore(redis_client, prefix=prefix)._commit_version("big", old, "{}", [])
+    assert redis_client.zscore(f"{prefix}:model:big:versions", old) is None
+
+    rest = run_cli(["model", "gc", "--grace", "0", "--delete", *base])
+
+    assert rest.code == 0 and f"big v{young}\t" in rest.out, rest.text
+    after = {k: v for k, v in _keys(redis_client, f"{prefix}:*").items() if k != counter}
+    assert after == kept_before, sorted(set(after) ^ set(kept_before))  # only the published version is left
+    assert run_cli(["model", "gc", *base]).out.strip() == "0 orphaned version(s), 0 bytes"

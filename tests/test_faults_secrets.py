@@ -162,3 +162,63 @@ def test_S4_scoring_job_sends_read_commands_only(spark, tmp_path, redis_server, 
     commands = {c.split()[0].upper() for c in seen if c.strip()} - {"ACL"}  # the test's own DELUSER
     assert {"MGET", "GET"} <= commands, seen[:20]  # the monitor saw the job's reads
     assert commands <= READ_COMMANDS, commands - READ_COMMANDS
+
+
+# ---- hardening (issue 22, item 9): credentials in the URL itself ------------------------------------------------
+def test_password_in_the_url_query_string_appears_nowhere(spark, tmp_path, closure_model, input_path):
+    """``redis://user@host/0?password=X`` (redis-py reads it): never printed, logged, put into an error or
+    a manifest, by ``predict`` (dry run, run-config log line, manifest.json) or ``model`` commands."""
+    import logging
+
+    from skol_spark.job.config import redact_url
+
+    canary, wrong = f"canary-{uuid.uuid4().hex}", f"wrong-{uuid.uuid4().hex}"
+    server = start_redis("--requirepass", canary)
+    root = logging.getLogger()
+    level = root.level
+    results = []
+    try:
+        url = f"redis://default@127.0.0.1:{server.port}/0?password={canary}&db=0"
+        client = connect(RedisSettings(url=url, password_env=""))  # the query-string password authenticates
+        ModelStore(client, prefix="q").publish(closure_model, MODEL, labels=LABELS, aliases=["production"])
+        client.close()
+        conf = write_config(tmp_path / "job.yaml", redis_url=url, prefix="q", model=MODEL, input_path=input_path,
+                            output_path=tmp_path / "out")
+        root.setLevel(logging.INFO)  # the run-config line is an INFO record
+        dry = run_cli(["predict", "--conf", conf, "--dry-run"])
+        ran = run_cli(["predict", "--conf", conf])
+        model = ["--redis-url", url, "--prefix", "q"]
+        listed = run_cli(["model", "list", MODEL, *model])
+        shown = run_cli(["model", "show", MODEL, "--json", *model])
+        bad = [run_cli([*debug, "model", "list", "--redis-url", u]) for debug in ([], ["--debug"]) for u in (
+            url.replace(canary, wrong),  # wrong password in the query
+            f"redis://default@127.0.0.1:1/0?password={wrong}",  # unreachable, password in the query
+            f"redis://default:{wrong}@127.0.0.1:{server.port}/0",  # wrong password in the user info
+            f"redis://u:{wrong}/x@127.0.0.1:{server.port}/0",  # an unescaped '/' in the password: a bad port
+        )]
+        results = [dry, ran, listed, shown, *bad]
+    finally:
+        root.setLevel(level)
+        server.stop()
+
+    assert dry.code == 0 and "password=***" in dry.out, dry.text[-2000:]
+    assert ran.code == 0 and "run config:" in ran.err and "password=***" in ran.err, ran.text[-3000:]
+    assert listed.code == 0 and "production" in listed.out and shown.code == 0, listed.text + shown.text
+    assert [r.code for r in bad] == [10, 10, 10, 2] * 2, [r.error_line for r in bad]
+    for result in results:
+        assert canary not in result.text and wrong not in result.text, result.text[-2000:]
+    manifests = [p for p in tmp_path.rglob("manifest.json")]
+    assert manifests and "password=***" in manifests[0].read_text()
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path != Path(conf):  # the user's own config holds the URL as they wrote it
+            data = path.read_bytes()
+            assert canary.encode() not in data and wrong.encode() not in data, f"password found in {path}"
+    for given, shown_as in [  # every credential redis-py would take from a URL is masked, nothing else
+        ("redis://alice:pw@h:6379/0?password=x1&ssl_password=x2&db=2&socket_timeout=3",
+         "redis://alice:***@h:6379/0?password=***&ssl_password=***&db=2&socket_timeout=3"),
+        ("rediss://h/0?username=bob&password=p%40ss#frag", "rediss://h/0?username=***&password=***#***"),
+        ("redis://u:p@ss/w0rd@h:1/0", "redis://u:***@h:1/0"),
+        ("unix://:pw@/run/redis.sock?db=1", "unix://:***@/run/redis.sock?db=1"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ]:
+        assert redact_url(given) == shown_as

@@ -1,4 +1,4 @@
-"""``skol-spark model ...``: publish, list, show, alias, verify, import-legacy, delete."""
+"""``skol-spark model ...``: publish, list, show, alias, verify, import-legacy, delete, gc."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 from skol_spark.errors import ConfigError, ModelFormatError, ModelIntegrityError
+
+MAX_CONFIG_BYTES = 64 * 1024 * 1024  # a model's architecture JSON is kilobytes; more is a zip bomb
 
 
 def add_model_parser(sub) -> None:
@@ -61,11 +63,27 @@ def add_model_parser(sub) -> None:
     src.add_argument("--file", help="local legacy archive (.tar.gz)")
     p.add_argument("--notes", default="")
     p.add_argument("--alias", action="append", default=[])
+    p.add_argument("--max-unpacked-bytes", type=int, default=None, metavar="BYTES",
+                   help="refuse an archive whose members add up to more (default: 1 GiB); checked from the "
+                        "members' declared sizes before anything is written")
 
     p = common(ms.add_parser("delete", help="delete one version"))
     p.add_argument("name")
     p.add_argument("version")
     p.add_argument("--force", action="store_true", help="delete even if an alias points at it")
+
+    p = common(ms.add_parser(
+        "gc", help="list (and with --delete remove) the keys of publishes that never finished",
+        description="A publish writes a version's payload keys first and makes the version visible at the end; "
+                    "a publish killed in between leaves keys (often tens of MB) that no other command reaches. "
+                    "gc lists the unpublished versions with their keys and bytes; those whose publish started "
+                    "more than --grace seconds ago are orphans, which --delete removes. Published versions and "
+                    "younger publishes (taken to be in progress) are never touched. The age of keys left by "
+                    "publishes from before skol_spark recorded it is their idle time in Redis."))
+    p.add_argument("name", nargs="?", help="only this model (default: every model under --prefix)")
+    p.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                   help="a publish younger than this is in progress, never removed (default: 3600)")
+    p.add_argument("--delete", action="store_true", help="remove the orphans (default: only list them)")
 
 
 def _store(args, chunk_size: int | None = None):
@@ -120,11 +138,15 @@ def read_file_architecture(path: Path) -> tuple[str, list[str]]:
     are read here for the manifest)."""
     import zipfile
 
-    from skol_spark.store.model_store import compile_object_names
+    from skol_spark.store.publish_checks import compile_object_names
 
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
+                size = archive.getinfo("config.json").file_size
+                if size > MAX_CONFIG_BYTES:  # declared size, checked before it is inflated into memory
+                    raise ModelFormatError(f"{path}: config.json declares {size} bytes (more than {MAX_CONFIG_BYTES}); "
+                                           "not a Keras model file")
                 config = archive.read("config.json").decode()
             return config, compile_object_names(config)
         import h5py
@@ -158,7 +180,9 @@ def _list(store, args) -> int:
         except (ModelFormatError, ModelIntegrityError) as e:  # still list it: the admin is here to clean up
             print(f"v{version}\tunreadable: {e}\t-\t{names}")
             continue
-        print(f"v{version}\t{manifest['created_at']}\t{manifest['weights']['parameters']:,} params\t{names}")
+        params = manifest["weights"].get("parameters")
+        print(f"v{version}\t{manifest.get('created_at', '-')}\t{'-' if params is None else f'{params:,}'} params"
+              f"\t{names}")
     return 0
 
 
@@ -170,11 +194,11 @@ def _show(store, args) -> int:
     aliases = sorted(a for a, v in store.aliases(args.name).items() if v == manifest["version"])
     rows = [
         ("model", f"{manifest['name']} v{manifest['version']}" + (f" ({', '.join(aliases)})" if aliases else "")),
-        ("created", manifest["created_at"]),
+        ("created", manifest.get("created_at", "-")),
         ("labels", ", ".join(manifest["labels"])),
-        ("window / stride", f"{manifest['window_size']} / {manifest['stride']}"),
-        ("features", f"{manifest['feature_size']} ({manifest['feature_kind']})"),
-        ("parameters", f"{manifest['weights']['parameters']:,}"),
+        ("window / stride", f"{manifest['window_size']} / {manifest.get('stride') or manifest['window_size']}"),
+        ("features", f"{manifest['feature_size']} ({manifest.get('feature_kind', 'any')})"),
+        ("parameters", f"{manifest['weights'].get('parameters', 0):,}"),
         ("weights", f"{manifest['weights']['bytes']:,} bytes in {manifest['weights']['chunks']} chunk(s), "
                     f"sha256 {manifest['weights']['sha256']}"),
         ("architecture", f"sha256 {manifest['architecture']['sha256']}"),
@@ -216,7 +240,8 @@ def _import_legacy(store, args) -> int:
         if not path.is_file():
             raise ConfigError(f"legacy archive not found: {path}")
         data = path.read_bytes()
-    version = import_legacy(store, data, args.name, notes=args.notes)
+    limit = {"max_bytes": args.max_unpacked_bytes} if args.max_unpacked_bytes else {}
+    version = import_legacy(store, data, args.name, notes=args.notes, **limit)
     for alias in args.alias:
         store.set_alias(args.name, alias, version)
     print(f"imported {args.name} v{version}")
@@ -230,6 +255,23 @@ def _delete(store, args) -> int:
     return 0
 
 
+def _gc(store, args) -> int:
+    from skol_spark.store.gc import find_unpublished, remove_orphan
+
+    found = find_unpublished(store, args.name)
+    orphans = [u for u in found if u.is_orphan(args.grace)]
+    for u in found:
+        age = "age unknown" if u.age is None else f"started {u.age:.0f} s ago"
+        state = "orphan" if u in orphans else "kept: in progress (younger than --grace) or age unknown"
+        if u in orphans and args.delete:
+            state = "removed" if remove_orphan(store, u) else "kept: published meanwhile"
+        print(f"{u.name} v{u.version}\t{len(u.keys)} key(s)\t{u.bytes:,} bytes\t{age}\t{state}")
+    total = sum(u.bytes for u in orphans)
+    hint = "" if args.delete or not orphans else "; remove them with --delete"
+    print(f"{len(orphans)} orphaned version(s), {total:,} bytes{hint}")
+    return 0
+
+
 ACTIONS = {"publish": _publish, "list": _list, "show": _show, "alias": _alias, "verify": _verify,
-           "import-legacy": _import_legacy, "delete": _delete}
+           "import-legacy": _import_legacy, "delete": _delete, "gc": _gc}
 

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from skol_spark.errors import ConfigError
+from skol_spark.store.connection import redact_url  # the one rule for what of a URL may be shown
 
 OUTPUT_MODES = ("error", "overwrite", "append", "incremental")
 BAD_INPUT_POLICIES = ("refuse", "quarantine")
@@ -126,16 +127,6 @@ class JobConfig:
         data["redis"]["url"] = redact_url(self.redis.url)
         data["job"]["spark_conf"] = {k: v for k, v in self.job.spark_conf}
         return data
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0] if ":" in creds else ""
-    return f"{scheme}://{user}:***@{host}" if user or ":" in creds else f"{scheme}://***@{host}"
 
 
 def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> JobConfig:

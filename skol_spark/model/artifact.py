@@ -95,6 +95,7 @@ def decode_weights(data: bytes, *, where: str = "weights") -> list[np.ndarray]:
         raise ModelFormatError(f"{where}: payload is {kind}; skol_spark only loads numpy .npz weights "
                                "(republish the model with skol-spark model publish)")
     try:
+        check_npz_sizes(data, where=where)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             names = sorted(npz.files)
             if names != [f"w{i:05d}" for i in range(len(names))]:
@@ -102,6 +103,31 @@ def decode_weights(data: bytes, *, where: str = "weights") -> list[np.ndarray]:
             return [npz[n] for n in names]
     except (ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
         raise ModelFormatError(f"{where}: cannot read weights archive ({e}); republish the model") from None
+
+
+def check_npz_sizes(data: bytes, *, where: str) -> None:
+    """Refuse an ``.npz`` whose declared sizes exceed the payload, before numpy allocates by them.
+
+    numpy allocates an array from its header's shape before reading the data, and a deflated member may
+    expand without bound; ``encode_weights`` writes uncompressed members, so every declared size (zip
+    entry and array header) must fit in the payload that holds it. Raises ModelFormatError.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        infos = archive.infolist()
+        declared = sum(info.file_size for info in infos)
+        if declared > len(data):
+            raise ModelFormatError(f"{where}: weights archive declares {declared} bytes of arrays in a {len(data)}-byte "
+                                   "payload (compressed or forged sizes); skol_spark writes uncompressed .npz: "
+                                   "republish the model")
+        for info in infos:
+            with archive.open(info) as member:
+                major, _ = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if needed > info.file_size:
+                raise ModelFormatError(f"{where}: weights array {info.filename} declares shape {shape} ({needed} bytes) "
+                                       f"but holds {info.file_size} bytes; republish the model")
 
 
 def golden_inputs(seed: int, window_size: int, feature_size: int) -> np.ndarray:

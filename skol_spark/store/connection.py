@@ -11,11 +11,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from skol_spark.errors import ConfigError, RedisUnavailableError
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+# Query parameters redis-py reads from a URL that hold no secret. Every other one is masked: redis-py passes
+# any unknown query parameter on to the connection as a keyword (``password``, ``username``, ``ssl_password``,
+# and whatever a later version adds), so an allow-list is the only list that stays right.
+PUBLIC_QUERY_OPTIONS = frozenset({
+    "db", "socket_timeout", "socket_connect_timeout", "socket_read_size", "socket_keepalive", "retry_on_timeout",
+    "retry_on_error", "max_connections", "health_check_interval", "ssl_check_hostname", "ssl_validate_ocsp",
+    "ssl_validate_ocsp_stapled", "ssl_include_verify_flags", "ssl_exclude_verify_flags", "ssl_min_version",
+    "timeout", "protocol", "legacy_responses", "ssl_cert_reqs", "client_name", "decode_responses", "encoding",
+})
 
 
 @dataclass(frozen=True)
@@ -36,9 +45,47 @@ def endpoint(url: str) -> str:
         return f"unix:{parts.path}"
     try:
         port = str(parts.port or 6379)
-    except ValueError:  # a non-numeric port: name what was given, not a traceback
-        port = parts.netloc.rsplit(":", 1)[-1]
-    return f"{parts.hostname or '127.0.0.1'}:{port}"
+        host = parts.hostname or "127.0.0.1"
+    except ValueError:  # a bad port (e.g. a password with an unescaped '/'): never echo what was given
+        return "<invalid host:port in redis.url>"
+    return f"{host}:{port}"
+
+
+def redact_url(url: str) -> str:
+    """A Redis URL fit for logs, manifests and messages: every credential redis-py would use is ``***``.
+
+    ``redis://alice:pw@host:6379/0?password=pw&db=1`` -> ``redis://alice:***@host:6379/0?password=***&db=1``.
+    A user-info part without a colon is masked whole (the old ``redis://password@host`` convention);
+    query values not in ``PUBLIC_QUERY_OPTIONS`` and any fragment are masked. The split is on the LAST '@'
+    before the path, so an unescaped '@' or '/' inside a password is masked, not echoed.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url if not any(c in url for c in "@?#") else "***"
+    rest, hash_, fragment = rest.partition("#")
+    userinfo, at, rest = rest.rpartition("@")
+    location, question, query = rest.partition("?")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        location = (f"{user}:***@" if colon else "***@") + location
+    if question:
+        pairs = [part.partition("=") for part in query.split("&")]
+        query = "&".join(name + eq + (value if not eq or unquote(name) in PUBLIC_QUERY_OPTIONS else "***")
+                         for name, eq, value in pairs)
+    return f"{scheme}://{location}{question}{query}" + ("#***" if hash_ else "")
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The secret values a URL carries (the user-info password, the query values ``redact_url`` masks), as
+    written and percent-decoded, for scrubbing error texts that may echo them (``describe``)."""
+    rest = url.partition("://")[2].partition("#")[0]
+    userinfo, at, rest = rest.rpartition("@")
+    query = rest.partition("?")[2]
+    found = [userinfo.partition(":")[2] if ":" in userinfo else userinfo] if at else []
+    found += [value for name, _, value in (pair.partition("=") for pair in query.split("&"))
+              if unquote(name) not in PUBLIC_QUERY_OPTIONS]
+    found += [unquote(value) for value in found]
+    return tuple(sorted({value for value in found if value}, key=len, reverse=True))
 
 
 def read_password(settings: RedisSettings) -> str | None:
@@ -64,7 +111,7 @@ def connect(settings: RedisSettings):
 
     scheme = urlsplit(settings.url).scheme
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"redis.url: expected redis://, rediss:// or unix://, got {scheme or 'no'} scheme")
+        raise ConfigError(f"redis.url: expected redis://, rediss:// or unix://, got {redact_url(settings.url)!r}")
     kwargs: dict = dict(
         socket_connect_timeout=settings.connect_timeout,
         socket_timeout=settings.socket_timeout,
@@ -81,7 +128,7 @@ def connect(settings: RedisSettings):
         client = redis.Redis.from_url(settings.url, **kwargs)
     except ValueError as e:
         raise ConfigError(f"redis.url is not a valid Redis URL ({endpoint(settings.url)}): {type(e).__name__}") from None
-    ping(client, settings.url, secrets=(password, urlsplit(settings.url).password))
+    ping(client, settings.url, secrets=(password or "", *url_secrets(settings.url)))
     return client
 
 
@@ -106,7 +153,6 @@ def ping(client, url: str, *, secrets=()) -> None:
 def describe(error: BaseException, secrets=()) -> str:
     """An error's text with the passwords in use (env, file or URL) replaced by ``***``."""
     text = f"{type(error).__name__}: {str(error).rstrip('.')}"
-    for secret in (*secrets, os.environ.get("SKOL_REDIS_PASSWORD")):
-        if secret:
-            text = text.replace(secret, "***")
+    for secret in sorted((s for s in (*secrets, os.environ.get("SKOL_REDIS_PASSWORD")) if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text

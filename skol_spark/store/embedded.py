@@ -82,7 +82,8 @@ def start_redis(*extra_args: str, port: int = 0, timeout: float = 10.0) -> Embed
     while time.monotonic() < deadline:
         if process.poll() is not None:
             workdir.cleanup()
-            raise ConfigError(f"redis-server exited at start (code {process.returncode}); args: {args[1:]}")
+            raise ConfigError(f"redis-server exited at start (code {process.returncode}); "
+                              f"args: {shown_args(args[1:])}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
@@ -93,3 +94,10 @@ def start_redis(*extra_args: str, port: int = 0, timeout: float = 10.0) -> Embed
     process.kill()
     workdir.cleanup()
     raise ConfigError(f"redis-server did not answer on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def shown_args(args: list[str]) -> list[str]:
+    """Server arguments for a message: the value after ``--requirepass``, ``--masterauth`` (any option
+    naming a password or auth) is ``***``."""
+    return ["***" if i and any(w in args[i - 1].lower() for w in ("pass", "auth")) else a
+            for i, a in enumerate(args)]

@@ -11,7 +11,7 @@ with ``tar.add(model_dir, arcname=".")``) holding::
 
 ``import_legacy`` turns one into a new immutable store version. The archive is
 untrusted input: every member is vetted before anything is extracted
-(``safe_extract``), the model architecture is vetted before Keras parses it
+(``safe_tar.safe_extract``), the model architecture is vetted before Keras parses it
 (``model_builder.check_architecture``: no Lambda bytecode, no foreign modules),
 and Keras loads it with ``compile=False`` (the training loss was a closure no
 loader can find; prediction never needs it). Keras 2 differences Keras 3
@@ -27,25 +27,22 @@ import logging
 import re
 import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping, Sequence
 
 from skol_spark.model.artifact import sha256
-from skol_spark.errors import ModelFormatError, ModelNotFoundError, RedisUnavailableError, UnsafeModelError
+from skol_spark.errors import ModelFormatError, ModelNotFoundError, RedisUnavailableError
+from skol_spark.store.safe_tar import MAX_TOTAL_BYTES, safe_extract
 from skol_spark.store.legacy_h5 import load_h5_model
 
 log = logging.getLogger(__name__)
 
-MAX_MEMBERS = 10_000
-MAX_TOTAL_BYTES = 4 * 1024**3
 H5_NAME = "classifier_model.h5"
 METADATA_NAME = "metadata.json"
 PIPELINE_DIR = "feature_pipeline"
 SECRET_WORDS = ("password", "passwd", "secret", "credential", "apikey", "api_key", "private_key")
 SECRET_TOKENS = {"pass", "pwd", "token", "auth"}
-FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python >= 3.10.12 / 3.11.4
 URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)[^/@\s]*@", re.I)
 
 
@@ -95,77 +92,14 @@ def read_archive_file(path: str | Path) -> bytes:
         raise ModelNotFoundError(f"legacy archive file {str(path)!r} does not exist") from None
 
 
-def safe_extract(archive_bytes: bytes, dest: Path, *, max_members: int = MAX_MEMBERS,
-                 max_bytes: int = MAX_TOTAL_BYTES) -> None:
-    """Extract a tar (gzip'd or plain) into ``dest``, refusing it whole if any member is unsafe.
+def read_legacy_archive(archive_bytes: bytes, *, custom_modules: Sequence[str] = (),
+                        max_bytes: int = MAX_TOTAL_BYTES) -> LegacyModel:
+    """Archive bytes -> LegacyModel. Raises UnsafeModelError / ModelFormatError naming the fix.
 
-    Every member is checked before the first byte is written: absolute paths,
-    ``..`` components, paths resolving outside ``dest``, symlinks, hardlinks,
-    devices, FIFOs, more than ``max_members`` members, or more than
-    ``max_bytes`` of file data raise UnsafeModelError naming the member and the
-    reason. Extraction itself uses tarfile's ``data`` filter as well.
+    ``max_bytes`` caps the unpacked size (``model import-legacy --max-unpacked-bytes``).
     """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    try:
-        with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:*") as tar:
-            members = _checked_members(tar, root, max_members, max_bytes)
-            options: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(root, members=members, **options)
-    except FILTER_ERROR as e:
-        raise UnsafeModelError(f"legacy archive refused by tarfile's data filter: {e}") from None
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise ModelFormatError(f"legacy archive is not a readable tar/tar.gz ({type(e).__name__}: {e}); "
-                               "export it again from the original project") from None
-
-
-def _checked_members(tar: tarfile.TarFile, root: Path, max_members: int, max_bytes: int) -> list[tarfile.TarInfo]:
-    members: list[tarfile.TarInfo] = []
-    total = 0
-    for member in tar:  # lazy: a bomb is stopped at the limit, not after it is read
-        members.append(member)
-        if len(members) > max_members:
-            raise UnsafeModelError(f"legacy archive has more than {max_members} members; refused "
-                                   "(a model archive has a few dozen)")
-        reason = _unsafe_reason(member, root)
-        if reason:
-            raise UnsafeModelError(f"legacy archive member {member.name!r} refused: {reason}. Nothing was "
-                                   "extracted; the archive is corrupt or malicious: re-export it from a trusted copy")
-        total += member.size if member.isreg() else 0
-        if total > max_bytes:
-            raise UnsafeModelError(f"legacy archive expands to more than {max_bytes} bytes (at member "
-                                   f"{member.name!r}); refused")
-    return members
-
-
-def _unsafe_reason(member: tarfile.TarInfo, root: Path) -> str:
-    name = member.name
-    if not name or "\x00" in name:
-        return "empty or NUL in its name"
-    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
-        return "absolute path"
-    if ".." in re.split(r"[\\/]", name):
-        return "'..' path component"
-    if member.issym():
-        return f"symbolic link (to {member.linkname!r})"
-    if member.islnk():
-        return f"hard link (to {member.linkname!r})"
-    if member.ischr() or member.isblk():
-        return "device file"
-    if member.isfifo():
-        return "FIFO"
-    if not (member.isreg() or member.isdir()):
-        return f"unsupported member type {member.type!r}"
-    if not (root / name).resolve().is_relative_to(root):
-        return "resolves outside the extraction directory"
-    return ""
-
-
-def read_legacy_archive(archive_bytes: bytes, *, custom_modules: Sequence[str] = ()) -> LegacyModel:
-    """Archive bytes -> LegacyModel. Raises UnsafeModelError / ModelFormatError naming the fix."""
     with tempfile.TemporaryDirectory(prefix="skol-legacy-") as tmp:
-        safe_extract(archive_bytes, Path(tmp))
+        safe_extract(archive_bytes, Path(tmp), max_bytes=max_bytes)
         root = _archive_root(Path(tmp))
         metadata = _read_metadata(root / METADATA_NAME)
         labels = labels_from_mapping(metadata.get("label_mapping"))
@@ -284,14 +218,14 @@ def pack_directory(directory: Path) -> bytes:
 
 # ---- publishing -----------------------------------------------------------
 def import_legacy(store, archive_bytes: bytes, name: str, *, notes: str = "", aliases: Iterable[str] = (),
-                  custom_modules: Sequence[str] = ()) -> int:
+                  custom_modules: Sequence[str] = (), max_bytes: int = MAX_TOTAL_BYTES) -> int:
     """Read a legacy archive and publish it as a new version of ``name``; returns the version.
 
     The feature pipeline (if any) is stored as the ``feature_pipeline`` extra;
     the legacy metadata, minus anything that looks like a secret, goes into the
     manifest's ``source``.
     """
-    legacy = read_legacy_archive(archive_bytes, custom_modules=custom_modules)
+    legacy = read_legacy_archive(archive_bytes, custom_modules=custom_modules, max_bytes=max_bytes)
     metadata, redacted = redact_secrets(legacy.metadata)
     if redacted:
         log.warning("legacy metadata: left out %d secret-looking value(s): %s", len(redacted), ", ".join(redacted))

@@ -6,6 +6,7 @@ Key layout (``<p>`` is the prefix, ``skol`` by default)::
     <p>:model:<name>:next                    version counter (INCR)
     <p>:model:<name>:versions                sorted set of published versions
     <p>:model:<name>:aliases                 hash alias -> version (latest, production, ...)
+    <p>:model:<name>:pending                 hash version -> server time its publish started (until published)
     <p>:model:<name>:v<N>:manifest           JSON manifest (written last: publishing it publishes the version)
     <p>:model:<name>:v<N>:architecture       model.to_json() (compile config included as trained)
     <p>:model:<name>:v<N>:weights:<i>        chunks of an .npz of get_weights()
@@ -13,7 +14,10 @@ Key layout (``<p>`` is the prefix, ``skol`` by default)::
 
 A version becomes visible in one MULTI/EXEC that writes its manifest, adds it
 to ``versions`` and moves ``latest``; payloads are written before, under keys
-nobody reads until then, so a reader never sees half a version. Loading reads
+nobody reads until then, so a reader never sees half a version. A publish
+killed in between leaves them behind, marked in ``pending``: ``store.gc``
+(``skol-spark model gc``) finds and removes them once older than a grace
+period; a publish whose marker gc removed refuses to commit. Loading reads
 only (GET, MGET, HGET, HGETALL, ZSCORE, ZRANGE, SMEMBERS): the scoring job runs with a
 read-only ACL user.
 """
@@ -28,14 +32,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from skol_spark.model.artifact import (FORMAT_VERSION, ModelArtifact, encode_weights, framework_versions,
                                  golden_inputs, sha256)
-from skol_spark.errors import (ConfigError, ModelFormatError, ModelIntegrityError, ModelNotFoundError, ModelStoreError,
+from skol_spark.errors import (ConfigError, ModelIntegrityError, ModelNotFoundError, ModelStoreError,
                                RedisUnavailableError)
+from skol_spark.store.manifest_schema import check_manifest
+from skol_spark.store.publish_checks import check_publishable, compile_object_names
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024
-FEATURE_KINDS = ("dense", "sparse", "vector", "any")
-MANIFEST_FIELDS = ("name", "version", "labels", "window_size", "feature_size", "architecture", "weights")
+CHUNK_BATCH = 64  # chunk keys per MGET: memory for keys stays bounded whatever count a manifest claims
 
 
 class ModelStore:
@@ -61,11 +66,12 @@ class ModelStore:
         return sorted(m.decode() for m in self._call(self.client.smembers, f"{self.prefix}:models"))
 
     def versions(self, name: str) -> list[int]:
-        return [int(v) for v in self._call(self.client.zrange, self._key(name, "versions"), 0, -1)]
+        key = self._key(name, "versions")
+        return [stored_version(v, key) for v in self._call(self.client.zrange, key, 0, -1)]
 
     def aliases(self, name: str) -> dict[str, int]:
         raw = self._call(self.client.hgetall, self._key(name, "aliases"))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {k.decode(): stored_version(v, f"{self._key(name, 'aliases')}[{k.decode()}]") for k, v in raw.items()}
 
     def resolve(self, name: str, ref: str | int) -> int:
         """A version number or alias -> an existing version number."""
@@ -82,7 +88,7 @@ class ModelStore:
                 raise ModelNotFoundError(
                     f"model {name!r} has no alias {text!r} (aliases: {', '.join(known) or 'none'}); "
                     f"set one with: skol-spark model alias {name} {text} VERSION")
-            version = int(value)
+            version = stored_version(value, f"{self._key(name, 'aliases')}[{text}]")
         if self._call(self.client.zscore, self._key(name, "versions"), version) is None:
             numbers = self.versions(name)
             if not numbers:
@@ -108,31 +114,7 @@ class ModelStore:
             raise ModelIntegrityError(f"model {name!r} v{version}: manifest {self._vkey(name, version, 'manifest')} "
                                       f"is not valid JSON ({e}); the key was overwritten or corrupted, republish "
                                       "the model") from None
-        return self._check_manifest(name, version, manifest)
-
-    def _check_manifest(self, name: str, version: int, manifest: Any) -> dict[str, Any]:
-        """Format version first (a newer writer may change anything else), then the fields loading needs."""
-        where = f"model {name!r} v{version}"
-        if not isinstance(manifest, dict):
-            raise ModelIntegrityError(f"{where}: manifest is not a JSON object; republish the model")
-        try:
-            fmt = int(manifest.get("format_version", 0))
-        except (TypeError, ValueError):
-            raise ModelFormatError(f"{where}: manifest format_version {manifest.get('format_version')!r} is not "
-                                   "a number") from None
-        if fmt > FORMAT_VERSION:
-            raise ModelFormatError(
-                f"{where} uses manifest format {fmt}, newer than this skol_spark understands "
-                f"({FORMAT_VERSION}); upgrade skol_spark on the driver and executors")
-        missing = [k for k in MANIFEST_FIELDS if k not in manifest]
-        if missing:
-            raise ModelFormatError(f"{where}: manifest lacks {', '.join(missing)}; republish the model")
-        if manifest.get("name") != name or str(manifest.get("version")) != str(version):
-            # a manifest copied from another key would make us load (and label rows with) the wrong version
-            raise ModelIntegrityError(
-                f"{where}: its manifest describes model {manifest.get('name')!r} v{manifest.get('version')}; "
-                "the key was overwritten or copied, republish the model")
-        return manifest
+        return check_manifest(manifest, name=name, version=version)
 
     def load(self, name: str, ref: str | int = "production") -> ModelArtifact:
         """Resolve, read and verify one version. Everything read belongs to that version."""
@@ -162,19 +144,39 @@ class ModelStore:
         return data
 
     def _read_chunks(self, name: str, version: int, part: str, meta: Mapping[str, Any]) -> bytes:
-        keys = [self._vkey(name, version, part, i) for i in range(int(meta["chunks"]))]
-        values = self._call(self.client.mget, keys) if keys else []
-        missing = [k for k, v in zip(keys, values) if v is None]
-        if missing:
+        """The chunks of one payload, bounded by what Redis holds, not by what the manifest claims.
+
+        The last claimed chunk must exist before any is read (a manifest claiming a billion chunks fails
+        on one EXISTS); chunks are then read ``CHUNK_BATCH`` at a time against a running total that may
+        not pass the manifest's byte count. ``meta``'s types were checked by ``check_manifest``.
+        """
+        count, size = int(meta["chunks"]), int(meta["bytes"])
+        where = f"model {name!r} v{version}"
+        if count and not self._call(self.client.exists, self._vkey(name, version, part, count - 1)):
             raise ModelIntegrityError(
-                f"model {name!r} v{version} is incomplete: {len(missing)} of {len(keys)} {part} chunk(s) missing "
-                f"(first: {missing[0]}); the key was deleted or evicted (check maxmemory-policy noeviction). "
-                "Republish the model")
-        data = b"".join(values)
-        if len(data) != int(meta["bytes"]):
-            raise ModelIntegrityError(f"model {name!r} v{version}: {part} is {len(data)} bytes, manifest says "
-                                      f"{meta['bytes']} (truncated); republish the model")
-        return data
+                f"{where} is incomplete: its manifest says {part} has {count} chunk(s) but the last one "
+                f"({self._vkey(name, version, part, count - 1)}) does not exist; the manifest was edited or "
+                "the keys were deleted or evicted. Republish the model")
+        values: list[bytes] = []
+        total = 0
+        for start in range(0, count, CHUNK_BATCH):
+            keys = [self._vkey(name, version, part, i) for i in range(start, min(count, start + CHUNK_BATCH))]
+            batch = self._call(self.client.mget, keys)
+            missing = [k for k, v in zip(keys, batch) if v is None]
+            if missing:
+                raise ModelIntegrityError(
+                    f"{where} is incomplete: {len(missing)} of {count} {part} chunk(s) missing (first: "
+                    f"{missing[0]}); the key was deleted or evicted (check maxmemory-policy noeviction). "
+                    "Republish the model")
+            total += sum(len(v) for v in batch)
+            if total > size:
+                break
+            values += batch
+        if total != size:
+            raise ModelIntegrityError(f"{where}: {part} is {total if total < size else f'more than {size}'} "
+                                      f"bytes, manifest says {size} ({'truncated' if total < size else 'oversized'});"
+                                      " republish the model")
+        return b"".join(values)
 
     # ---- writing ----------------------------------------------------------
     def publish(self, model, name: str, *, labels: Sequence[str], window_size: int | None = None,
@@ -234,6 +236,8 @@ class ModelStore:
                        extras: Mapping[str, bytes], aliases: Iterable[str]) -> int:
         version = int(self._call(self.client.incr, self._key(name, "next")))
         manifest["version"] = version
+        started = int(self._call(self.client.time)[0])  # the server's clock: gc compares with the same clock
+        self._call(self.client.hset, self._key(name, "pending"), str(version), started)
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self._vkey(name, version, "architecture"), architecture)
         manifest["weights"]["chunks"] = self._queue_chunks(pipe, name, version, "weights", weights)
@@ -260,13 +264,20 @@ class ModelStore:
         """
         import redis
 
-        key = self._key(name, "aliases")
+        key, pending = self._key(name, "aliases"), self._key(name, "pending")
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key, pending)
                     current = pipe.hget(key, "latest")
+                    if pipe.hget(pending, str(version)) is None:
+                        pipe.reset()
+                        raise ModelStoreError(
+                            f"publishing model {name!r} v{version} took longer than the grace period of "
+                            "skol-spark model gc, which removed its keys; publish again (and give gc a "
+                            "longer --grace)")
                     pipe.multi()
+                    pipe.hdel(pending, str(version))
                     pipe.set(self._vkey(name, version, "manifest"), manifest)
                     pipe.zadd(self._key(name, "versions"), {str(version): version})
                     pipe.sadd(f"{self.prefix}:models", name)
@@ -350,30 +361,14 @@ class ModelStore:
             raise ModelStoreError(f"Redis at {self.where} refused a command: {e}") from None
 
 
-def check_publishable(model, labels: Sequence[str], window_size: int | None, stride: int | None,
-                      feature_kind: str) -> tuple[int, int, int]:
-    """A ``[batch, lines, features] -> [batch, lines, classes]`` model and metadata that fit it.
-
-    Returns ``(window, stride, features)``; raises ModelFormatError naming both numbers on a mismatch.
-    """
-    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
-    if len(in_shape) != 3 or len(out_shape) != 3:
-        raise ModelFormatError(f"expected a sequence model [batch, lines, features] -> [batch, lines, classes]; "
-                               f"got {in_shape} -> {out_shape}")
-    window = int(window_size or in_shape[1] or 0)
-    if window < 1:
-        raise ModelFormatError("the model accepts any sequence length: pass --window-size")
-    if in_shape[1] is not None and window != int(in_shape[1]):
-        raise ModelFormatError(f"--window-size {window} disagrees with the model's input length {in_shape[1]}")
-    if len(labels) != int(out_shape[2]) or len(set(labels)) != len(labels):
-        raise ModelFormatError(f"the model has {out_shape[2]} output classes but {len(labels)} distinct labels "
-                               f"were given ({list(labels)}); pass one label per class, in class-index order")
-    step = int(stride or window)
-    if not 1 <= step <= window:
-        raise ModelFormatError(f"stride {step} must be between 1 and the window size {window}")
-    if feature_kind not in FEATURE_KINDS:
-        raise ModelFormatError(f"feature kind {feature_kind!r}: expected one of {', '.join(FEATURE_KINDS)}")
-    return window, step, int(in_shape[2])
+def stored_version(raw: bytes | str, key: str) -> int:
+    """A version number read from Redis (``versions`` member, alias value); ModelIntegrityError naming the
+    key when someone wrote something else there."""
+    version = parse_version(raw.decode(errors="replace") if isinstance(raw, bytes) else raw)
+    if version is None:
+        raise ModelIntegrityError(f"{key} holds {raw[:40]!r}, not a version number; the key was overwritten: "
+                                  "point the alias at a version again (skol-spark model alias) or republish")
+    return version
 
 
 def validate_alias(alias: str) -> None:
@@ -393,30 +388,3 @@ def parse_version(ref: str | int) -> int | None:
 def validate_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name or ""):
         raise ConfigError(f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (max 128)")
-
-
-def compile_object_names(architecture: str) -> list[str]:
-    """Names of losses/metrics in the compile config: informational, they get no stand-ins."""
-    config = json.loads(architecture).get("compile_config") or {}
-    names: list[str] = []
-
-    def collect(value: Any) -> None:
-        if isinstance(value, dict):
-            if value.get("class_name") == "function" or "registered_name" in value:
-                cfg, registered = value.get("config"), value.get("registered_name")
-                if isinstance(cfg, str):
-                    names.append(cfg)  # a function: its bare name, e.g. a closure loss
-                else:  # a class: its registered name says which package provides it
-                    names.append(str(registered if registered not in (None, "function") else value.get("class_name")))
-                return
-            for v in value.values():
-                collect(v)
-        elif isinstance(value, list):
-            for v in value:
-                collect(v)
-        elif isinstance(value, str):
-            names.append(value)
-
-    for key in ("loss", "metrics", "weighted_metrics"):
-        collect(config.get(key))
-    return sorted(set(names))
