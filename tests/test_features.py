@@ -279,3 +279,34 @@ def test_repeated_index_rows_finds_every_row_once():
     indices = np.array([1, 1, 3, 0, 3, 2, 0, 1])
     assert rules.repeated_index_rows(indptr, indices).tolist() == [0, 1]
     assert rules.repeated_index_rows(np.array([0, 1]), np.array([4])).tolist() == []
+
+
+# ---- the worker's guard over a batch (partition.in_line_order / check_batch) --------------------------------
+
+def _plan():
+    from skol_spark.scoring.partition import ScoringPlan
+
+    return ScoringPlan(doc_col="doc", line_col="line", features_col="f", carry_cols=("doc", "line"),
+                       labels=("a", "b"), window=4, stride=4, batch_size=8, feature_size=SIZE, tf_threads=1,
+                       model_name="m", model_version=1, run_id="r", presorted=True)
+
+
+def test_in_line_order_sorts_lines_spanning_int64():
+    from skol_spark.scoring.partition import in_line_order
+
+    big = np.iinfo(np.int64).max
+    table = pa.table({"doc": ["a", "a", "a", "a", "b", "b"], "line": pa.array([big, -2, 0, 5, 1, 0], pa.int64())})
+    ordered = in_line_order(table, _plan())
+    assert ordered.column("line").to_pylist() == [-2, 0, 5, big, 0, 1]
+    in_order = pa.table({"doc": ["a", "a", "b"], "line": pa.array([-2, big, -big], pa.int64())})
+    assert in_line_order(in_order, _plan()) is in_order  # already ordered: no take
+
+
+def test_check_batch_refuses_nan_document_ids():
+    from skol_spark.scoring.partition import check_batch
+
+    table = pa.table({"doc": pa.array([1.0, float("nan"), float("nan")]), "line": pa.array([0, 0, 1], pa.int32())})
+    features = DenseFeatures(np.ones((3, SIZE), np.float32))
+    with pytest.raises(ValueError, match=r"2 line\(s\) with null or NaN doc/line, e.g. doc=nan line=0"):
+        check_batch(table, _plan(), features)
+    check_batch(table.slice(0, 1), _plan(), features.slice(0, 1))  # a finite float id is a fine key

@@ -98,13 +98,16 @@ def repeated_index_rows(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 def sparse_flags_sql(indices, values, feature_size: int) -> dict:
     """The SQL form of the sparse rules of ``features._csr``/``_checked_csr``: ``{flag: Column}`` (null when
-    ``indices`` or ``values`` is null: the caller counts those as missing features)."""
+    ``indices`` or ``values`` is null: the caller counts those as missing features). A line breaks the first
+    rule the decoder checks, in its order: lengths, then index range, then repeats."""
     from pyspark.sql import functions as F
 
+    lengths = F.coalesce(F.size(indices), F.lit(0)) != F.coalesce(F.size(values), F.lit(0))
+    outside = ~lengths & F.exists(indices, lambda i: i.isNull() | (i < 0) | (i >= feature_size))
     return {
-        "sparse_lengths": F.coalesce(F.size(indices), F.lit(0)) != F.coalesce(F.size(values), F.lit(0)),
-        "bad_index": F.exists(indices, lambda i: i.isNull() | (i < 0) | (i >= feature_size)),
-        "repeated_index": F.size(F.array_distinct(indices)) != F.size(indices),
+        "sparse_lengths": lengths,
+        "bad_index": outside,
+        "repeated_index": ~lengths & ~outside & (F.size(F.array_distinct(indices)) != F.size(indices)),
     }
 
 
