@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skol_spark.scoring.features import (DenseFeatures, SparseFeatures, concat_sources, decode_features, nonfinite_rows,
-                                 to_sparse)
+from skol_spark.scoring import rules
+from skol_spark.scoring.features import (DenseFeatures, SparseFeatures, concat_sources, decode_features,
+                                         nonfinite_rows, to_sparse)
 
 SIZE = 6
 
@@ -101,7 +102,7 @@ def test_vector_of_the_wrong_size_is_refused():
                         SIZE)
     with pytest.raises(ValueError, match="features instead of 6"):
         decode_features(pa.array([dense_vector([1.0] * 5)], VECTOR_TYPE), SIZE)
-    with pytest.raises(ValueError, match="dense vectors with 5 values"):
+    with pytest.raises(ValueError, match="a dense vector with 5 values"):
         decode_features(pa.array([dense_vector([1.0] * 5), sparse_vector(SIZE, [0], [1.0])], VECTOR_TYPE), SIZE)
 
 
@@ -110,7 +111,8 @@ def test_vector_of_the_wrong_size_is_refused():
 def test_vector_index_out_of_range_is_refused(kinds, bad_index):
     rows = [dense_vector([1.0] * SIZE)] if kinds == "ds" else []
     rows.append(sparse_vector(SIZE, [0, bad_index], [1.0, 2.0]))
-    with pytest.raises(ValueError, match=rf"index {bad_index} in row {len(rows) - 1} is outside 0..5"):
+    with pytest.raises(ValueError, match=rf"a sparse index outside 0..5 in features: index {bad_index} in row "
+                                         rf"{len(rows) - 1} is outside 0..5"):
         decode_features(pa.array(rows, VECTOR_TYPE), SIZE)
 
 
@@ -144,13 +146,13 @@ def test_sparse_struct_with_some_sizes_null_uses_the_model_size():
 
 def test_sparse_struct_errors():
     t = pa.struct([("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float32())), ("size", pa.int32())])
-    with pytest.raises(ValueError, match="declare size 7, the model needs 6"):
+    with pytest.raises(ValueError, match="declared size 7, the model needs 6"):
         decode_features(pa.array([{"indices": [0], "values": [1.0], "size": 7}], t), SIZE)
     with pytest.raises(ValueError, match="outside 0..5"):
         decode_features(pa.array([{"indices": [6], "values": [1.0], "size": 6}], t), SIZE)
     with pytest.raises(ValueError, match="outside 0..5"):
         decode_features(pa.array([{"indices": [-2], "values": [1.0], "size": 6}], t), SIZE)
-    with pytest.raises(ValueError, match="different lengths"):
+    with pytest.raises(ValueError, match="indices and values differ in length"):
         decode_features(pa.array([{"indices": [0, 1], "values": [1.0], "size": 6}], t), SIZE)
 
 
@@ -195,3 +197,116 @@ def test_nonfinite_rows():
     assert nonfinite_rows(DenseFeatures(np.ones((3, SIZE), np.float32))).size == 0
     col = pa.array([sparse_vector(SIZE, [1], [1.0]), sparse_vector(SIZE, [2], [float("nan")])], VECTOR_TYPE)
     assert nonfinite_rows(decode_features(col, SIZE)).tolist() == [1]
+
+
+# ---- issue 22: sparse rules, float32 overflow, null-like keys, overflow-free order ---------------------
+
+STRUCT = pa.struct([("indices", pa.list_(pa.int64())), ("values", pa.list_(pa.float64()))])
+
+
+@pytest.mark.parametrize("kind", ["struct", "vector", "mixed"])
+def test_duplicate_sparse_index_is_refused_naming_row_and_index(kind):
+    """Spark ML's SparseVector refuses repeated indices; numpy's assignment would keep one value silently."""
+    good, bad = ([0, 3], [1.0, 2.0]), ([5, 1, 5], [1.0, 2.0, 3.0])  # unsorted, 5 twice
+    if kind == "struct":
+        col = pa.array([{"indices": i, "values": v} for i, v in (good, bad)], STRUCT)
+    else:
+        first = dense_vector([1.0] * SIZE) if kind == "mixed" else sparse_vector(SIZE, *good)
+        col = pa.array([first, sparse_vector(SIZE, *bad)], VECTOR_TYPE)
+    with pytest.raises(ValueError, match=r"1 row\(s\) with the same sparse index twice in one line of features: "
+                                         r"index 5 appears 2 times in row 1 \(first row 1\)"):
+        decode_features(col, SIZE)
+
+
+def test_unsorted_unique_sparse_indices_are_accepted():
+    col = pa.array([{"indices": [4, 0, 2], "values": [4.0, 1.0, 2.0]}], STRUCT)
+    np.testing.assert_array_equal(as_dense(decode_features(col, SIZE))[0], [1.0, 0, 2.0, 0, 4.0, 0])
+
+
+@pytest.mark.parametrize("indices", [[0, None], [-3], [SIZE], [2**40]])
+def test_null_negative_and_huge_sparse_indices_are_outside(indices):
+    col = pa.array([{"indices": [1], "values": [1.0]}, {"indices": indices, "values": [1.0] * len(indices)}],
+                   STRUCT)
+    shown = "null" if None in indices else str(indices[0])
+    with pytest.raises(ValueError, match=rf"1 row\(s\) with a sparse index outside 0..5 in features: index {shown} "
+                                         r"in row 1"):
+        decode_features(col, SIZE)
+
+
+@pytest.mark.parametrize("kinds", ["ss", "ds"])
+def test_sparse_indices_and_values_of_different_lengths_say_so(kinds):
+    rows = [sparse_vector(SIZE, [0], [1.0]) if kinds[0] == "s" else dense_vector([1.0] * SIZE),
+            {"type": 0, "size": SIZE, "indices": [0, 1, 2], "values": [1.0]}]
+    with pytest.raises(ValueError, match=r"sparse features whose indices and values differ in length: "
+                                         r"3 indices and 1 values \(first row 1\)"):
+        decode_features(pa.array(rows, VECTOR_TYPE), SIZE)
+
+
+@pytest.mark.parametrize("arrow_type", [pa.list_(pa.float64()), "vector", "struct"])
+def test_float64_beyond_float32_range_is_nonfinite_after_decoding(arrow_type):
+    """What the model sees is float32: 1e300 is inf there, and must be refused like inf."""
+    rows = [[0.5] * SIZE, [1e300] + [0.5] * (SIZE - 1), [-1e39] + [0.5] * (SIZE - 1), [3.0e38] * SIZE]
+    if arrow_type == "vector":
+        col = pa.array([dense_vector(r) for r in rows[:2]] + [sparse_vector(SIZE, [0], r[:1]) for r in rows[2:]],
+                       VECTOR_TYPE)
+    elif arrow_type == "struct":
+        col = pa.array([{"indices": list(range(SIZE)), "values": r} for r in rows], STRUCT)
+    else:
+        col = pa.array(rows, arrow_type)
+    assert nonfinite_rows(decode_features(col, SIZE)).tolist() == [1, 2]
+
+
+def test_null_like_keys_are_null_or_nan():
+    assert rules.null_like(pa.array([1.0, None, float("nan"), -0.0, float("inf")])).tolist() == \
+        [False, True, True, False, False]
+    assert rules.null_like(pa.chunked_array([pa.array([float("nan")], pa.float32()), pa.array([2.0], pa.float32())])
+                           ).tolist() == [True, False]
+    assert rules.null_like(pa.array(["NaN", None])).tolist() == [False, True]  # the string "NaN" is a name
+    assert rules.null_like(pa.array([3, None], pa.int64())).tolist() == [False, True]
+
+
+def test_line_order_comparison_does_not_overflow():
+    big = np.iinfo(np.int64).max
+    numbers = np.array([big, -2, 0, 5], dtype=np.int64)
+    assert rules.follows(numbers).tolist() == [False, True, True]
+    assert np.diff(numbers)[0] > 0  # what the subtraction said: the reason for comparing
+    small = np.array([np.iinfo(np.int32).max, np.iinfo(np.int32).min], dtype=np.int32)
+    assert rules.follows(small).tolist() == [False]
+
+
+def test_repeated_index_rows_finds_every_row_once():
+    indptr = np.array([0, 2, 5, 5, 8])
+    indices = np.array([1, 1, 3, 0, 3, 2, 0, 1])
+    assert rules.repeated_index_rows(indptr, indices).tolist() == [0, 1]
+    assert rules.repeated_index_rows(np.array([0, 1]), np.array([4])).tolist() == []
+
+
+# ---- the worker's guard over a batch (partition.in_line_order / check_batch) --------------------------------
+
+def _plan():
+    from skol_spark.scoring.partition import ScoringPlan
+
+    return ScoringPlan(doc_col="doc", line_col="line", features_col="f", carry_cols=("doc", "line"),
+                       labels=("a", "b"), window=4, stride=4, batch_size=8, feature_size=SIZE, tf_threads=1,
+                       model_name="m", model_version=1, run_id="r", presorted=True)
+
+
+def test_in_line_order_sorts_lines_spanning_int64():
+    from skol_spark.scoring.partition import in_line_order
+
+    big = np.iinfo(np.int64).max
+    table = pa.table({"doc": ["a", "a", "a", "a", "b", "b"], "line": pa.array([big, -2, 0, 5, 1, 0], pa.int64())})
+    ordered = in_line_order(table, _plan())
+    assert ordered.column("line").to_pylist() == [-2, 0, 5, big, 0, 1]
+    in_order = pa.table({"doc": ["a", "a", "b"], "line": pa.array([-2, big, -big], pa.int64())})
+    assert in_line_order(in_order, _plan()) is in_order  # already ordered: no take
+
+
+def test_check_batch_refuses_nan_document_ids():
+    from skol_spark.scoring.partition import check_batch
+
+    table = pa.table({"doc": pa.array([1.0, float("nan"), float("nan")]), "line": pa.array([0, 0, 1], pa.int32())})
+    features = DenseFeatures(np.ones((3, SIZE), np.float32))
+    with pytest.raises(ValueError, match=r"2 line\(s\) with null or NaN doc/line, e.g. doc=nan line=0"):
+        check_batch(table, _plan(), features)
+    check_batch(table.slice(0, 1), _plan(), features.slice(0, 1))  # a finite float id is a fine key

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from skol_spark.errors import InputContractError
 from skol_spark.job.config import JobConfig
-from skol_spark.job.failures import first_line
 from skol_spark.job.sink import HadoopFS
 from skol_spark.scoring.partition import RESULT_COLUMNS
 
@@ -17,9 +16,12 @@ def read_input(spark, config: JobConfig):
     inp = config.input
     try:
         df = spark.table(inp.table) if inp.table else spark.read.format(inp.format).load(inp.path)
-    except Exception as e:  # AnalysisException: path or table missing
-        raise InputContractError(f"cannot read input {inp.table or inp.path} ({inp.format}): "
-                                 f"{first_line(str(e))}. Check input.path / input.table") from None
+    except Exception as e:  # AnalysisException: path or table missing; FAILED_READ_FILE: not Parquet, corrupt
+        from skol_spark.job.input_errors import java_summary, unreadable_input
+
+        error = unreadable_input(spark, e, fmt=inp.format, source=inp.table or inp.path)
+        raise error or InputContractError(f"cannot read input {inp.table or inp.path} ({inp.format}): "
+                                          f"{java_summary(e)}. Check input.path / input.table") from None
     if inp.watermark_col:
         if inp.watermark_col not in df.columns:
             raise InputContractError(f"input has no watermark column {inp.watermark_col!r} (input.watermark_col)")
@@ -57,10 +59,14 @@ def with_true_label(df, config: JobConfig, labels: list[str]):
     col = config.input.label_col
     if not col:
         return df
-    if isinstance(df.schema[col].dataType, (T.IntegerType, T.LongType, T.ShortType)):
-        names = F.array(*[F.lit(x) for x in labels])
-        value = F.coalesce(F.element_at(names, F.col(col).cast("int") + 1), F.col(col).cast("string"))
-        value = F.when(F.col(col).isNull(), F.lit(None)).otherwise(value)
+    if isinstance(df.schema[col].dataType, (T.IntegerType, T.LongType, T.ShortType, T.ByteType)):
+        # an index outside the model's classes stays its number, counted as unknown like an unknown name; the
+        # range is tested before anything indexes or narrows it (ANSI mode fails element_at and int casts)
+        index, names = F.col(col), F.array(*[F.lit(x) for x in labels])
+        known = (index >= F.lit(0)) & (index < F.lit(len(labels)))
+        value = F.when(index.isNull(), F.lit(None)) \
+            .when(known, F.element_at(names, index.cast("int") + F.lit(1))) \
+            .otherwise(index.cast("string"))
     else:
         value = F.col(col).cast("string")
     return df.withColumn(TRUE_LABEL, value)

@@ -1,7 +1,8 @@
 """The opt-in ``quarantine`` policy: set bad documents aside, score the rest.
 
-A document with any offending line (null key, null/NaN/inf features, wrong
-size, duplicate key) is quarantined whole, because scoring part of a document
+A document with any offending line (any rule of ``scoring.rules``: null or
+NaN key, null/NaN/inf features, wrong size, bad sparse indices, duplicate
+key) is quarantined whole, because scoring part of a document
 would change the windows of the lines around the gap. Its lines go to
 ``scoring.quarantine_path/run_id=<run>/`` with a ``quarantine_reason``. The
 run fails (nothing published) when the quarantined share of lines exceeds
@@ -36,9 +37,23 @@ def quarantine(spark, df, report, config: JobConfig, bad_docs, recorder):
             f"{n_bad} of {report.lines} lines ({fraction:.2%}) would be quarantined, above "
             f"scoring.max_quarantine_fraction={limit:.2%}; nothing was written. Fix the input or raise the limit")
     features = config.input.features_col
-    (bad_lines.withColumn(features, F.col(features).cast("string"))
+    (bad_lines.withColumn(features, features_as_text(bad_lines, features))
      .withColumn("run_id", F.lit(recorder.run_id))
      .write.mode("append").partitionBy("run_id").parquet(config.scoring.quarantine_path))
     good = keyed.join(bad_keys, "_qdoc", "left_anti").drop("_qdoc")
     bad_docs.unpersist()
     return good
+
+
+def features_as_text(df, features: str):
+    """The feature column as a string, whatever its kind. A Spark ML vector is written as the JSON of its stored
+    fields: casting it deserializes it, which fails the job on the very vectors (an index beyond the size, one
+    repeated) that put a document in quarantine."""
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import functions as F
+
+    from skol_spark.job.validate import stored_vector
+
+    if isinstance(df.schema[features].dataType, VectorUDT):
+        return F.to_json(stored_vector(F.col(features)))
+    return F.col(features).cast("string")

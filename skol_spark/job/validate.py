@@ -1,27 +1,25 @@
 """Driver-side input checks: the data contract is enforced before any output exists.
 
-The schema is checked without running anything; the per-line checks (null
-keys, null/NaN/inf features, wrong feature size, duplicate keys) run as ONE
-aggregation job over keys and flags only (features are never shuffled), which
-also yields the line and document totals used for sizing and progress.
+The schema is checked without running anything; the per-line checks (the
+rules of ``scoring.rules``: null or NaN keys, null/NaN/inf features or values
+beyond float32, wrong feature size, bad sparse indices, duplicate keys) run
+as ONE aggregation job over keys and flags only (features are never
+shuffled), which also yields the line and document totals used for sizing
+and progress. A scan that Spark itself cannot run (an unreadable file, a
+vector the JVM refuses to deserialize) ends in one clear error, not a trace.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from skol_spark.errors import InputContractError
+from skol_spark.errors import InputContractError, JobFailedError
+from skol_spark.scoring import rules
+from skol_spark.scoring.rules import FIXES, FLAGS  # noqa: F401  (one list of rules: re-exported)
 
-FLAGS = ("null_key", "null_features", "bad_size", "nonfinite", "duplicate")
-FIXES = {
-    "null_key": "drop or fill rows whose document id or line number is null",
-    "null_features": "every line needs a feature vector; drop the lines or featurize them",
-    "bad_size": "featurize with the same vocabulary/pipeline the model was trained with",
-    "nonfinite": "replace NaN/inf/null values in the features upstream (an LSTM turns one NaN into NaN for "
-                 "the whole window)",
-    "duplicate": "deduplicate the input on (document id, line number)",
-}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,19 +70,40 @@ def check_schema(df, *, doc_col: str, line_col: str, features_col: str, label_co
             raise InputContractError(f"input has no column {name!r} ({key}); its columns are {columns}. "
                                      f"Rename the column upstream or set {key}")
     line_type = df.schema[line_col].dataType
-    if not isinstance(line_type, (T.IntegerType, T.LongType, T.ShortType)):
+    if not isinstance(line_type, (T.IntegerType, T.LongType, T.ShortType, T.ByteType)):
         raise InputContractError(f"column {line_col!r} (input.line_col) must be an integer line number, "
-                                 f"got {line_type.simpleString()}")
+                                 f"got {line_type.simpleString()} (a float line number can be NaN, which orders "
+                                 "nowhere); cast it to an integer upstream")
+    doc_type = df.schema[doc_col].dataType
+    if not isinstance(doc_type, (T.StringType, T.NumericType, T.BinaryType, T.BooleanType, T.DateType,
+                                 T.TimestampType, T.TimestampNTZType)):
+        raise InputContractError(f"column {doc_col!r} (input.doc_id_col) must be a string or a number naming the "
+                                 f"document, got {doc_type.simpleString()}; derive an id column upstream")
     return feature_kind(df.schema[features_col].dataType)
 
 
-def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int):
-    """Per-line boolean flags as Spark columns (no Python UDF)."""
+def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
+               raw_vectors: bool = False):
+    """Per-line boolean flags, one per rule of ``scoring.rules`` but ``duplicate``, as Spark columns (no UDF).
+
+    ``raw_vectors`` reads a Spark ML vector's stored fields (type, size,
+    indices, values), as the worker gets them through Arrow, instead of
+    deserializing it with ``vector_to_array``: the JVM's ``SparseVector``
+    fails the whole job on an index outside its size, a repeated or unsorted
+    index, or indices and values of different lengths. The stored fields cost
+    a JSON round trip per line, so ``scan_input`` reads them only when the
+    fast scan failed.
+    """
     from pyspark.sql import functions as F
 
     feats = F.col(features_col)
-    missing = feats.isNull()
-    if kind == "vector":
+    missing, sparse = feats.isNull(), {}
+    if kind == "vector" and raw_vectors:
+        vector = stored_vector(feats)
+        values, dense = vector["values"], vector["type"] == 1
+        size = F.when(dense, F.size(values)).otherwise(F.coalesce(vector["size"], F.lit(-1)))
+        sparse = {f: ~dense & c for f, c in rules.sparse_flags_sql(vector["indices"], values, feature_size).items()}
+    elif kind == "vector":
         from pyspark.ml.functions import vector_to_array
 
         # only where there is a vector: Spark 4's vector_to_array fails the job on a null one
@@ -98,19 +117,29 @@ def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
         size = F.coalesce(feats["size"], F.lit(feature_size)) if has_size else F.lit(feature_size)
         # a struct whose indices or values are null is no feature vector at all
         missing = missing | feats["indices"].isNull() | values.isNull()
-        out_of_range = (F.coalesce(F.array_max(feats["indices"]), F.lit(-1)) >= feature_size) | \
-            (F.coalesce(F.array_min(feats["indices"]), F.lit(0)) < 0)  # a negative index would wrap around
-        size = F.when(out_of_range, F.lit(-1)).otherwise(size)
-        size = F.when(F.size(feats["indices"]) != F.size(values), F.lit(-1)).otherwise(size)
-    # a null element is refused with NaN: it reaches the model as NaN (exists() alone would say null, i.e. no)
-    nonfinite = F.exists(values, lambda x: x.isNull() | F.isnan(x) | (F.abs(x) == F.lit(float("inf"))))
+        sparse = rules.sparse_flags_sql(feats["indices"], values, feature_size)
+    # indices are checked against the model's size only where the declared size is the model's (as decoded)
+    checks = {"bad_size": size != feature_size, **{f: (size == feature_size) & c for f, c in sparse.items()},
+              "nonfinite": rules.nonfinite_sql(values)}
+    schema = df.schema
+    null_key = rules.null_like_sql(F.col(doc_col), schema[doc_col].dataType) | \
+        rules.null_like_sql(F.col(line_col), schema[line_col].dataType)
     return df.select(
-        F.col(doc_col).alias("_doc"), F.col(line_col).alias("_line"),
-        (F.col(doc_col).isNull() | F.col(line_col).isNull()).alias("null_key"),
+        F.col(doc_col).alias("_doc"), F.col(line_col).alias("_line"), null_key.alias("null_key"),
         missing.alias("null_features"),
-        F.coalesce(~missing & (size != feature_size), F.lit(False)).alias("bad_size"),
-        F.coalesce(~missing & nonfinite, F.lit(False)).alias("nonfinite"),
-    )
+        *[F.coalesce(~missing & checks.get(f, F.lit(False)), F.lit(False)).alias(f)
+          for f in FLAGS if f not in ("null_key", "null_features", "duplicate")])
+
+
+def stored_vector(column):
+    """A Spark ML vector column as its stored struct<type, size, indices, values>, read without deserializing
+    it (``to_json`` writes a UDT through its SQL type; Spark has no cast from a UDT to its struct)."""
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField("v", VectorUDT().sqlType())])
+    return F.from_json(F.to_json(F.struct(column.alias("v"))), schema, {"allowNonNumericNumbers": "true"})["v"]
 
 
 def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
@@ -133,11 +162,51 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
     the driver starts its CPU-bound smoke test there, so that the hundreds
     of py4j calls that build the query do not queue for the GIL behind it
     (the job itself runs in the JVM).
+
+    A Spark ML vector the JVM cannot deserialize fails the fast scan; the
+    scan then runs again on the vectors' stored fields (``line_flags``), which
+    counts it under its rule. A file Spark cannot read raises
+    InputContractError naming it; any other failure JobFailedError.
     """
+    keys = dict(doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
+                feature_size=feature_size, check_clustered=check_clustered, check_order=check_order)
+    try:
+        return _scan(df, **keys, before_run=before_run)
+    except Exception as e:
+        if kind != "vector" or unreadable(df, e):
+            raise scan_failure(df, e) from e
+        from skol_spark.job.input_errors import java_summary
+
+        log.info("the validation scan failed on a vector the JVM refuses (%s); reading the vectors' stored "
+                 "fields instead", java_summary(e))
+    try:
+        return _scan(df, **keys, raw_vectors=True)
+    except Exception as e:
+        raise scan_failure(df, e) from e
+
+
+def unreadable(df, error: Exception) -> bool:
+    from skol_spark.job.input_errors import spark_condition
+
+    return spark_condition(error)[0].startswith("FAILED_READ_FILE")
+
+
+def scan_failure(df, error: Exception) -> Exception:
+    """The one-line error for a validation scan Spark could not run."""
+    from skol_spark.job.input_errors import java_summary, unreadable_input
+
+    return unreadable_input(df.sparkSession, error, fmt=None, source="the input") or JobFailedError(
+        f"the validation scan of the input failed, nothing was written: {java_summary(error)}. Run with --debug "
+        "for Spark's traceback")
+
+
+def _scan(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
+          before_run: Callable[[], Any] | None = None, check_clustered: bool = False, check_order: bool = False,
+          raw_vectors: bool = False) -> InputReport:
     from pyspark.sql import functions as F
 
     flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
-                       feature_size=feature_size)
+                       feature_size=feature_size, raw_vectors=raw_vectors)
     # One shuffle of keys and flags by document serves all three levels (line key, document, total): a
     # cold JVM pays seconds per extra stage, and countDistinct would add an expand and two more shuffles.
     position = F.monotonically_increasing_id() if check_clustered or check_order else F.lit(0).cast("long")
@@ -192,18 +261,12 @@ def refuse_bad_input(report: InputReport, *, doc_col: str, line_col: str, featur
     """Raise one InputContractError listing every problem with counts, an example and the fix."""
     if report.ok:
         return
-    what = {
-        "null_key": f"null {doc_col}/{line_col}",
-        "null_features": f"null {features_col}",
-        "bad_size": f"{features_col} not of size {feature_size} (the model's feature size)",
-        "nonfinite": f"NaN, inf or null values in {features_col}",
-        "duplicate": f"duplicate ({doc_col}, {line_col}) rows",
-    }
     problems = []
     for flag, (count, example) in report.bad.items():
         if count:
+            what = rules.describe(flag, doc=doc_col, line=line_col, col=features_col, size=feature_size)
             where = f", e.g. {doc_col}={example['doc']!r} {line_col}={example['line']}" if example else ""
-            problems.append(f"{count} line(s) with {what[flag]}{where}: {FIXES[flag]}")
+            problems.append(f"{count} line(s) with {what}{where}: {FIXES[flag]}")
     raise InputContractError(
         f"input refused, nothing was written ({report.lines} lines in {report.documents} documents):\n  - "
         + "\n  - ".join(problems)
@@ -211,15 +274,15 @@ def refuse_bad_input(report: InputReport, *, doc_col: str, line_col: str, featur
 
 
 def bad_documents(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int):
-    """Documents with any offending line, with a reason: DataFrame(_doc, reason)."""
+    """Documents with any offending line, with a reason (the first flag of ``FLAGS`` it breaks, by name):
+    DataFrame(_doc, reason). Vectors are read through their stored fields: this runs only when the scan found
+    bad lines, and a vector the JVM cannot deserialize must be quarantined, not fail the job."""
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
     flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
-                       feature_size=feature_size)
+                       feature_size=feature_size, raw_vectors=True)
     dup = F.count(F.lit(1)).over(Window.partitionBy("_doc", "_line")) > 1
-    reason = F.coalesce(*[F.when(c, F.lit(name)) for name, c in (
-        ("null_key", F.col("null_key")), ("null_features", F.col("null_features")),
-        ("bad_size", F.col("bad_size")), ("nonfinite", F.col("nonfinite")), ("duplicate", dup))])
+    reason = F.coalesce(*[F.when(dup if name == "duplicate" else F.col(name), F.lit(name)) for name in FLAGS])
     return (flags.withColumn("reason", reason).where(F.col("reason").isNotNull())
             .groupBy("_doc").agg(F.min("reason").alias("reason")))

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from skol_spark.scoring import rules
+from skol_spark.scoring.rules import nonfinite_rows  # noqa: F401  (re-exported: callers import it from here)
+
 
 @dataclass(frozen=True)
 class DenseFeatures:
@@ -95,11 +98,13 @@ def to_sparse(source: FeatureSource) -> SparseFeatures:
 
 
 def decode_features(column: pa.Array | pa.ChunkedArray, size: int) -> FeatureSource:
-    """An Arrow feature column -> DenseFeatures or SparseFeatures of width ``size``.
+    """An Arrow feature column -> DenseFeatures or SparseFeatures of width ``size``, float32 (what the model sees).
 
-    Raises ValueError with the first offending row index when a row has the
-    wrong length or an index out of range (the driver-side validation reports
-    these to the user before the job; this is the executor's guard).
+    Raises ValueError naming the rule broken (``rules.WHAT``), how many rows
+    and the first offending row: a wrong length or declared size, a sparse
+    index outside ``0..size-1`` (or null), an index twice in one row, indices
+    and values of different lengths. The driver's validation scan counts the
+    same rules in SQL (``rules``) before the job; this is the executor's guard.
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -117,8 +122,14 @@ def decode_features(column: pa.Array | pa.ChunkedArray, size: int) -> FeatureSou
                      "or struct<indices: array<int>, values: array<float>>")
 
 
+def _refuse(flag: str, rows: np.ndarray, size: int, detail: str) -> ValueError:
+    """The worker's message for a broken rule: the rule, how many rows, the first one."""
+    what = rules.describe(flag, doc="doc", line="line", col="features", size=size)
+    return ValueError(f"{rows.size} row(s) with {what}: {detail} (first row {int(rows[0])})")
+
+
 def list_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets int64[n+1], flat values) of a list array, honouring slices."""
+    """(offsets int64[n+1], flat values) of a list array, honouring slices; null elements become NaN."""
     if pa.types.is_fixed_size_list(arr.type):
         width = arr.type.list_size
         flat = arr.flatten()
@@ -133,34 +144,57 @@ def _decode_dense_list(column: pa.Array, size: int) -> DenseFeatures:
     lengths = np.diff(offsets)
     bad = np.flatnonzero(lengths != size)
     if bad.size:
-        raise ValueError(f"{bad.size} row(s) have {int(lengths[bad[0]])} features instead of {size} (first row {bad[0]})")
-    return DenseFeatures(np.asarray(flat, dtype=np.float32).reshape(len(column), size))
+        raise _refuse("bad_size", bad, size, f"{int(lengths[bad[0]])} features instead of {size}")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: nonfinite_rows refuses it
+        return DenseFeatures(np.asarray(flat, dtype=np.float32).reshape(len(column), size))
 
 
 def _csr(indices_col: pa.Array, values_col: pa.Array, size: int) -> SparseFeatures:
     ind_offsets, indices = list_parts(indices_col)
     val_offsets, values = list_parts(values_col)
-    if not np.array_equal(ind_offsets, val_offsets):
-        raise ValueError("sparse features: indices and values have different lengths in some row")
+    _check_lengths(np.diff(ind_offsets), np.diff(val_offsets), size)
     return _checked_csr(ind_offsets, indices, values, size)
 
 
+def _check_lengths(n_indices: np.ndarray, n_values: np.ndarray, size: int) -> None:
+    bad = np.flatnonzero(n_indices != n_values)
+    if bad.size:
+        raise _refuse("sparse_lengths", bad, size, f"{int(n_indices[bad[0]])} indices and "
+                      f"{int(n_values[bad[0]])} values")
+
+
 def _checked_csr(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, size: int) -> SparseFeatures:
-    """CSR with every index checked: a negative index would silently wrap around in ``take``."""
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.size and (indices.min() < 0 or indices.max() >= size):
-        bad = np.flatnonzero((indices < 0) | (indices >= size))[0]
-        row = int(np.searchsorted(indptr, bad, side="right") - 1)
-        raise ValueError(f"sparse features: index {int(indices[bad])} in row {row} is outside 0..{size - 1}")
-    return SparseFeatures(indptr, indices.astype(np.int32), np.asarray(values, dtype=np.float32), size)
+    """CSR with every index checked (``rules.bad_index_mask``, ``rules.repeated_index_rows``)."""
+    outside = np.flatnonzero(rules.bad_index_mask(indices, size))
+    if outside.size:
+        rows = np.unique(np.searchsorted(indptr, outside, side="right") - 1)
+        value = np.asarray(indices, dtype=np.float64)[outside[0]]
+        raise _refuse("bad_index", rows, size, f"index {'null' if np.isnan(value) else int(value)} in row "
+                      f"{int(rows[0])} is outside 0..{size - 1}")
+    indices = np.asarray(indices, dtype=np.int32)
+    repeated = rules.repeated_index_rows(indptr, indices)
+    if repeated.size:
+        row = indices[indptr[repeated[0]]:indptr[repeated[0] + 1]]
+        values_seen, counts = np.unique(row, return_counts=True)
+        raise _refuse("repeated_index", repeated, size, f"index {int(values_seen[counts > 1][0])} appears "
+                      f"{int(counts.max())} times in row {int(repeated[0])}")
+    with np.errstate(over="ignore"):
+        return SparseFeatures(indptr, indices, np.asarray(values, dtype=np.float32), size)
+
+
+def _check_declared_sizes(sizes: np.ndarray, size: int) -> None:
+    """A declared size (a sparse vector's, a struct's ``size``) must be the model's."""
+    bad = np.flatnonzero(~(np.asarray(sizes, dtype=np.float64) == size))  # a null size (NaN) is wrong too
+    if bad.size:
+        value = float(sizes[bad[0]])
+        raise _refuse("bad_size", bad, size, f"declared size {'null' if np.isnan(value) else int(value)}, "
+                      f"the model needs {size}")
 
 
 def _decode_sparse_struct(column: pa.StructArray, size: int) -> SparseFeatures:
     if "size" in {column.type.field(i).name for i in range(column.type.num_fields)}:
         # a null size means "the model's size" (as the driver-side validation reads it)
-        sizes = column.field("size").fill_null(size).to_numpy(zero_copy_only=False)
-        if sizes.size and np.any(sizes != size):
-            raise ValueError(f"sparse features declare size {int(sizes[sizes != size][0])}, the model needs {size}")
+        _check_declared_sizes(column.field("size").fill_null(size).to_numpy(zero_copy_only=False), size)
     return _csr(column.field("indices"), column.field("values"), size)
 
 
@@ -170,36 +204,20 @@ def _decode_vector(column: pa.StructArray, size: int) -> FeatureSource:
     values_col = column.field("values")
     if np.all(kinds == 1):
         return _decode_dense_list(values_col, size)
-    sizes = column.field("size").to_numpy(zero_copy_only=False)
     sparse_rows = kinds == 0
-    if np.any(sizes[sparse_rows] != size):
-        raise ValueError(f"sparse vectors of size {int(sizes[sparse_rows][sizes[sparse_rows] != size][0])}, "
-                         f"the model needs {size}")
+    _check_declared_sizes(np.where(sparse_rows, column.field("size").to_numpy(zero_copy_only=False), size), size)
     if np.all(sparse_rows):
         return _csr(column.field("indices"), values_col, size)
     # Mixed dense and sparse rows: give dense rows the indices 0..size-1.
     val_offsets, values = list_parts(values_col)
     lengths = np.diff(val_offsets)
-    if np.any(lengths[~sparse_rows] != size):
-        raise ValueError(f"dense vectors with {int(lengths[~sparse_rows][lengths[~sparse_rows] != size][0])} "
-                         f"values, the model needs {size}")
+    bad = np.flatnonzero(~sparse_rows & (lengths != size))
+    if bad.size:
+        raise _refuse("bad_size", bad, size, f"a dense vector with {int(lengths[bad[0]])} values")
     indices_col = column.field("indices")
-    _, sparse_indices = list_parts(indices_col.fill_null(pa.scalar([], indices_col.type)))
-    indices = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(val_offsets[:-1], lengths)
-    from_sparse = np.repeat(sparse_rows, lengths)
-    if int(from_sparse.sum()) != len(sparse_indices):
-        raise ValueError("sparse vectors: indices and values have different lengths in some row")
-    indices[from_sparse] = sparse_indices
+    ind_offsets, sparse_indices = list_parts(indices_col.fill_null(pa.scalar([], indices_col.type)))
+    n_indices = np.diff(ind_offsets)
+    _check_lengths(np.where(sparse_rows, n_indices, lengths), lengths, size)
+    indices = np.arange(int(lengths.sum()), dtype=np.float64) - np.repeat(val_offsets[:-1], lengths)
+    indices[np.repeat(sparse_rows, lengths)] = sparse_indices[np.repeat(sparse_rows, n_indices)]
     return _checked_csr(val_offsets, indices, values, size)
-
-
-def nonfinite_rows(source: FeatureSource) -> np.ndarray:
-    """Indices of rows holding NaN or inf (an LSTM turns one NaN into NaN for the rest of the window)."""
-    if isinstance(source, DenseFeatures):
-        return np.flatnonzero(~np.isfinite(source.values).all(axis=1))
-    bad = ~np.isfinite(source.data)
-    if not bad.any():
-        return np.zeros(0, dtype=np.int64)
-    rows = np.repeat(np.arange(len(source)), np.diff(source.indptr))
-    return np.unique(rows[bad])
-

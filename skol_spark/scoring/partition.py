@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from skol_spark.errors import ExecutorError, InputContractError, JobFailedError, SkolError
 from skol_spark.scoring.features import concat_sources, decode_features, nonfinite_rows
+from skol_spark.scoring.rules import follows, null_like
 from skol_spark.scoring.windowing import score_lines
 
 log = logging.getLogger(__name__)
@@ -218,13 +219,13 @@ def in_line_order(table: pa.Table, plan: ScoringPlan) -> pa.Table:
     one pass over the line numbers; only out-of-order documents pay a take.
     """
     lines = table.column(plan.line_col).combine_chunks()
-    if len(lines) < 2 or lines.null_count:
-        return table  # nulls: check_batch names them
+    if len(lines) < 2 or lines.null_count or null_like(table.column(plan.doc_col)).any():
+        return table  # null or NaN keys: check_batch names them
     numbers = lines.to_numpy(zero_copy_only=False)
     lengths = document_lengths(table.column(plan.doc_col))
     first = np.zeros(len(numbers), dtype=bool)
     first[np.cumsum(lengths)[:-1]] = True  # a document's first line needs no predecessor
-    if np.all((np.diff(numbers) > 0) | first[1:]):
+    if np.all(follows(numbers) | first[1:]):
         return table
     doc_index = np.repeat(np.arange(lengths.size), lengths)
     return table.take(pa.array(np.lexsort((numbers, doc_index))))
@@ -234,9 +235,10 @@ def check_batch(table: pa.Table, plan: ScoringPlan, features) -> None:
     """The executor's guard for the data contract (the driver validated first, with totals)."""
     lines = table.column(plan.line_col).combine_chunks()
     docs = table.column(plan.doc_col).combine_chunks()
-    if docs.null_count or lines.null_count:
-        raise InputContractError(f"{docs.null_count + lines.null_count} null {plan.doc_col}/{plan.line_col} "
-                                 "value(s)")
+    null_keys = np.flatnonzero(null_like(docs) | null_like(lines))
+    if null_keys.size:
+        raise InputContractError(f"{null_keys.size} line(s) with null or NaN {plan.doc_col}/{plan.line_col}, e.g. "
+                                 f"{plan.doc_col}={docs[int(null_keys[0])]} {plan.line_col}={lines[int(null_keys[0])]}")
     n = len(lines)
     if n > 1:
         same_doc = pc.equal(docs.slice(1), docs.slice(0, n - 1))
