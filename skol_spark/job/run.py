@@ -28,7 +28,8 @@ from skol_spark.job.config import JobConfig, require_job_fields
 from skol_spark.errors import ConfigError, InputContractError, JobFailedError, JobTimeoutError, NothingToDo
 from skol_spark.model.builder import check_keras_floor, predictor_kind
 from skol_spark.scoring.partition import RESULT_COLUMNS, ScoringPlan, make_partition_scorer
-from skol_spark.job.sink import (HadoopFS, OutputLock, OutputPaths, check_mode, publish, recover, write_dynamic_overwrite,
+from skol_spark.job.locations import check_locations
+from skol_spark.job.sink import (HadoopFS, OutputLock, OutputPaths, publish, recover, write_dynamic_overwrite,
                              write_staged, write_table)
 from skol_spark.job.session import is_local_master
 from skol_spark.job.validate import (bad_documents, check_schema, refuse_bad_input, refuse_split_documents,
@@ -62,20 +63,20 @@ def run_job(spark, config: JobConfig, *, artifact=None, run_id: str | None = Non
     from skol_spark.job.manifest import RunRecorder
 
     require_job_fields(config)
+    # cheapest refusal first, before Redis, TensorFlow or Spark jobs, and before the manifest (whose
+    # location is one of those checked): a refused run writes nothing at all
+    check_locations(spark, config)
     run_id = run_id or new_run_id()
     recorder = RunRecorder(spark, config, run_id)
     try:
         result = _run(spark, config, run_id, recorder, artifact)
         recorder.finish("succeeded", exit_code=0)
-    except NothingToDo as e:
-        recorder.finish("nothing-to-do", exit_code=config.job.nothing_to_do_exit_code, error=e)
-        raise
-    except errors.SkolError as e:
-        recorder.finish("failed", exit_code=e.exit_code, error=e)
-        raise
-    except Exception as e:
-        recorder.finish("failed", exit_code=errors.EXIT_UNEXPECTED, error=e)
-        raise
+    except BaseException as e:  # interrupts too: the manifest records every ending
+        if not recorder.fail(e, nothing_to_do_exit_code=config.job.nothing_to_do_exit_code):
+            raise
+        # the rows were published before the error: a warning, not a failure (no retry, no duplicate rows)
+        result = RunResult(run_id=run_id, status="succeeded",
+                           rows_written=int(recorder.data["output"].get("rows_written", 0)), manifest=recorder.data)
     finally:
         recorder.close()
     result.manifest_path = recorder.manifest_path
@@ -88,8 +89,6 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     out = config.output
     paths = OutputPaths(out.path or out.table, run_id)
     fs = HadoopFS(spark, out.path) if out.path else None
-    if fs:
-        check_mode(fs, out.path, out.mode)  # cheapest refusal first: before Redis, TensorFlow or Spark jobs
     if artifact is None:
         artifact = load_artifact(config)
     recorder.model(artifact)
@@ -509,6 +508,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
             raise translate_spark_error(e) from None
     if fs and not out.dynamic_partition_overwrite:
         publish(fs, paths, out.mode)
+    recorder.mark_published()
     recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
                      stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads,
                      warm_up=warm_up, predictor=predictor, presorted=plan.presorted, smoke_test=smoke_test)
