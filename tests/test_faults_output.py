@@ -44,9 +44,10 @@ def data(tmp_path):
     return path, write_table(path, documents_table(make_documents("d", 12, seed=5)))
 
 
-def job(tmp_path: Path, redis_server, prefix, input_path, output, *, mode="error", name="job.yaml", **sections):
+def job(tmp_path: Path, redis_server, prefix, input_path, output_path, *, mode="error", name="job.yaml",
+        **sections):
     return write_config(tmp_path / name, redis_url=redis_server.url, prefix=prefix, model=MODEL,
-                        input_path=input_path, output_path=output, mode=mode, **sections)
+                        input_path=input_path, output_path=output_path, mode=mode, **sections)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -305,6 +306,7 @@ def test_signal_mid_run_is_recorded_and_cleaned_up(tmp_path, redis_server, prefi
         if proc.poll() is None:
             kill_group(proc)
 
+    Path(f"/tmp/hr-exp/sig-{sig}.err").write_text(err)  # DEBUG
     assert proc.returncode == {"SIGTERM": 143, "SIGINT": 130}[sig], err[-3000:]
     assert "Traceback" not in err and "skol-spark: interrupted" in err
     (manifest,) = manifests(out)

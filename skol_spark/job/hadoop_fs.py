@@ -95,6 +95,21 @@ class HadoopFS:
             with contextlib.suppress(Exception):
                 self.fs.delete(self.path(p + suffix), False)
 
+    def write_whole(self, p: str, data: bytes) -> None:
+        """Write ``p`` so that it appears complete or not at all (a full disk must not leave half a file):
+        a temporary sibling, renamed into place; removed when anything fails."""
+        tmp = f"{p}.{uuid.uuid4().hex}.tmp"
+        try:
+            self.write(tmp, data)
+            if self.exists(p):
+                self.delete(p)
+            if not self.fs.rename(self.path(tmp), self.path(p)):
+                raise OSError(f"rename {tmp} -> {p} failed")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.delete(self.path(tmp), False)
+            raise
+
     def write(self, p: str, data: bytes, *, overwrite: bool = True) -> None:
         stream = self.fs.create(self.path(p), overwrite)
         try:

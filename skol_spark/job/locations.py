@@ -98,10 +98,12 @@ def check_locations(spark, config: JobConfig) -> list[Location]:
 
 def refuse_unsupported_name(loc: Location) -> None:
     """A written path whose names Hadoop cannot turn into siblings/children, or that Spark would glob."""
-    scheme_end = loc.given.find("://")
-    body = loc.given[scheme_end + 3:] if scheme_end >= 0 else loc.given
-    if scheme_end < 0 and loc.given.startswith("file:"):
-        body = loc.given[len("file:"):]
+    body = loc.given
+    if "://" in body:  # scheme://authority/path: the authority may hold a port (host:8020)
+        rest = body.split("://", 1)[1]
+        body = rest[rest.find("/"):] if "/" in rest else ""
+    elif body.startswith("file:"):
+        body = body[len("file:"):]
     if ":" in body:
         name = next(part for part in body.split("/") if ":" in part)
         raise ConfigError(

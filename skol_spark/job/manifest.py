@@ -214,7 +214,7 @@ class RunRecorder:
         try:
             fs = HadoopFS(self.spark, path)
             fs.mkdirs(self.run_dir())
-            fs.write(path, json.dumps(self.data, indent=2, sort_keys=True, default=str).encode())
+            fs.write_whole(path, json.dumps(self.data, indent=2, sort_keys=True, default=str).encode())
             self.manifest_path = path
             self.data["manifest_path"] = path
         except Exception as e:  # never hide the run's own error behind a manifest problem
