@@ -77,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 for --help
         return int(e.code or 0)
     setup_logging(debug=args.debug, quiet=getattr(args, "quiet", False))
+    from skol_spark.cli.signals import exit_code, sigterm_interrupts
+
     try:
-        return dispatch(args)
+        with sigterm_interrupts():
+            return dispatch(args)
     except errors.NothingToDo as e:
         log.warning("%s", e)
         return getattr(e, "exit_code_override", errors.NothingToDo.exit_code)
@@ -87,9 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("failed")
         print(f"skol-spark: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("skol-spark: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (signals.Terminated): cleaned up on the way out
+        print(f"skol-spark: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
+        return exit_code(e)
+    except Exception as e:  # not a SkolError: a bug or an unforeseen failure; one line, the traceback with --debug
+        if args.debug:
+            log.exception("failed")
+        print(f"skol-spark: error: unexpected {type(e).__name__}: {str(e).strip()[:600]} (a bug: please report "
+              "it with the output of --debug)", file=sys.stderr)
+        return errors.EXIT_UNEXPECTED
 
 
 def dispatch(args) -> int:
@@ -130,10 +139,23 @@ def jvm_archive_command(args) -> int:
 
 def setup_logging(*, debug: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    existing = list(logging.getLogger().handlers)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("py4j", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not debug:  # one line per error; py4j logs a traceback on the root logger when a signal interrupts a call
+        for handler in logging.getLogger().handlers:
+            if handler not in existing:  # ours: a host's (a notebook's, pytest's) handlers are left as they are
+                handler.addFilter(_NoTraceback())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _NoTraceback(logging.Filter):
+    """Drops a record's traceback (the message stays): tracebacks are for ``--debug``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
 def predict_command(args, *, spark=None) -> int:

@@ -3,8 +3,15 @@
 Fields: run id, start/end, status and exit code, model name/version/checksum,
 input location and counts, output location and rows written, per-label
 counts, throughput, Spark application id and master, the config with secrets
-redacted, and evaluation metrics when the input has true labels. Counts come
-from the written files, never from re-running the scoring step.
+redacted, evaluation metrics when the input has true labels, and the warnings
+the run logged. Counts come from the written files, never from re-running the
+scoring step.
+
+Statuses: ``succeeded``, ``failed``, ``nothing-to-do``, ``interrupted``
+(SIGINT 130, SIGTERM 143). Once the rows are published (``published: true``)
+a later error or signal is a warning and the status stays ``succeeded``: a
+run reported failed after publishing invites a retry that writes every row
+twice.
 """
 
 from __future__ import annotations
@@ -16,10 +23,38 @@ import sys
 import time
 from typing import Any
 
+from skol_spark import errors
 from skol_spark._version import __version__
 from skol_spark.job.config import JobConfig
 
 log = logging.getLogger(__name__)
+
+
+def manifest_root(config: JobConfig) -> str:
+    """The directory that holds one ``<run id>/`` directory per run: ``output.manifest_path``, else beside the
+    output (never inside it), else ``skol_runs/<table>``."""
+    from skol_spark.job.sink import OutputPaths
+
+    out = config.output
+    if out.manifest_path:
+        return out.manifest_path.rstrip("/")
+    if out.path:
+        return OutputPaths(out.path, "").runs
+    return f"skol_runs/{out.table}"
+
+
+class _Warnings(logging.Handler):
+    """Collects what the package logs at WARNING or above while a run is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # a bad format string in someone's log call must not break the run
+            pass
 
 
 def _now() -> str:
@@ -42,6 +77,32 @@ class RunRecorder:
         self.manifest_path = ""
         self.labels: list[str] = []
         self.data["report_dir"] = self.run_dir()
+        self.data["published"] = False
+        self._warnings = _Warnings()
+        logging.getLogger("skol_spark").addHandler(self._warnings)
+
+    def mark_published(self) -> None:
+        """The run's rows are visible at the output: from here on nothing may report the run as failed."""
+        self.data["published"] = True
+        self.data["published_at"] = _now()
+
+    def fail(self, error: BaseException, *, nothing_to_do_exit_code: int = errors.NothingToDo.exit_code) -> bool:
+        """Record how the run ended with ``error``. -> True when the rows were already published: the run
+        succeeded and ``error`` is only a warning (the caller returns normally instead of raising)."""
+        if self.data["published"] and not isinstance(error, errors.NothingToDo):
+            log.warning("run %s: the output is published and complete, but a later step ended with %s: %s",
+                        self.run_id, type(error).__name__, error)
+            self.finish("succeeded", exit_code=0)
+            return True
+        if isinstance(error, errors.NothingToDo):
+            self.finish("nothing-to-do", exit_code=nothing_to_do_exit_code, error=error)
+        elif isinstance(error, KeyboardInterrupt):  # SIGINT; SIGTERM raises a subclass (interrupts.Terminated)
+            self.finish("interrupted", exit_code=getattr(error, "exit_code", 130), error=error)
+        elif isinstance(error, errors.SkolError):
+            self.finish("failed", exit_code=error.exit_code, error=error)
+        else:
+            self.finish("failed", exit_code=errors.EXIT_UNEXPECTED, error=error)
+        return False
 
     def model(self, artifact) -> None:
         self.labels = artifact.labels
@@ -115,31 +176,27 @@ class RunRecorder:
         self.data.update(evaluation)
 
     def run_dir(self) -> str:
-        from skol_spark.job.sink import OutputPaths
-
-        out = self.config.output
-        if out.manifest_path:
-            return f"{out.manifest_path.rstrip('/')}/{self.run_id}"
-        if out.path:
-            return OutputPaths(out.path, self.run_id).run_dir()
-        return f"skol_runs/{out.table}/{self.run_id}"
+        return f"{manifest_root(self.config)}/{self.run_id}"
 
     def finish(self, status: str, *, exit_code: int, error: BaseException | None = None) -> None:
         elapsed = time.monotonic() - self.t0
         self.data.update({"status": status, "exit_code": exit_code, "finished_at": _now(),
                           "duration_seconds": round(elapsed, 3)})
         if error is not None:
-            self.data["error"] = {"type": type(error).__name__, "message": str(error)}
+            self.data["error"] = {"type": type(error).__name__, "message": str(error) or type(error).__name__}
 
     def close(self) -> None:
         """Write manifest.json into the run directory (any Hadoop filesystem)."""
         from skol_spark.job.sink import HadoopFS
 
+        logging.getLogger("skol_spark").removeHandler(self._warnings)
+        if self._warnings.messages:
+            self.data["warnings"] = self._warnings.messages
         path = f"{self.run_dir()}/manifest.json"
         try:
             fs = HadoopFS(self.spark, path)
             fs.mkdirs(self.run_dir())
-            fs.write(path, json.dumps(self.data, indent=2, sort_keys=True, default=str).encode())
+            fs.write_whole(path, json.dumps(self.data, indent=2, sort_keys=True, default=str).encode())
             self.manifest_path = path
             self.data["manifest_path"] = path
         except Exception as e:  # never hide the run's own error behind a manifest problem

@@ -17,13 +17,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from skol_spark import errors
 from skol_spark.errors import NothingToDo
 from skol_spark.job.config import JobConfig, require_job_fields
 from skol_spark.job.inputs import carried_columns, read_input, unscored_documents
 from skol_spark.job.plan import RunPlan, make_plan, reads_input_partitions, trusts_clustering
 from skol_spark.job.score import score_and_publish
-from skol_spark.job.sink import HadoopFS, OutputLock, check_mode, recover
+from skol_spark.job.locations import check_locations
+from skol_spark.job.sink import HadoopFS, OutputLock, recover
 from skol_spark.job.smoke import SmokeTest, checked_predictor
 from skol_spark.job.validate import bad_documents, check_schema, refuse_bad_input, refuse_split_documents, scan_input
 from skol_spark.model.builder import check_keras_floor
@@ -53,20 +53,20 @@ def run_job(spark, config: JobConfig, *, artifact=None, run_id: str | None = Non
     from skol_spark.job.manifest import RunRecorder
 
     require_job_fields(config)
+    # cheapest refusal first, before Redis, TensorFlow or Spark jobs, and before the manifest (whose
+    # location is one of those checked): a refused run writes nothing at all
+    check_locations(spark, config)
     run_id = run_id or new_run_id()
     recorder = RunRecorder(spark, config, run_id)
     try:
         result = _run(spark, config, run_id, recorder, artifact)
         recorder.finish("succeeded", exit_code=0)
-    except NothingToDo as e:
-        recorder.finish("nothing-to-do", exit_code=config.job.nothing_to_do_exit_code, error=e)
-        raise
-    except errors.SkolError as e:
-        recorder.finish("failed", exit_code=e.exit_code, error=e)
-        raise
-    except Exception as e:
-        recorder.finish("failed", exit_code=errors.EXIT_UNEXPECTED, error=e)
-        raise
+    except BaseException as e:  # interrupts too: the manifest records every ending
+        if not recorder.fail(e, nothing_to_do_exit_code=config.job.nothing_to_do_exit_code):
+            raise
+        # the rows were published before the error: a warning, not a failure (no retry, no duplicate rows)
+        result = RunResult(run_id=run_id, status="succeeded",
+                           rows_written=int(recorder.data["output"].get("rows_written", 0)), manifest=recorder.data)
     finally:
         recorder.close()
     result.manifest_path = recorder.manifest_path
@@ -79,8 +79,6 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
 
     out = config.output
     fs = HadoopFS(spark, out.path) if out.path else None
-    if fs:
-        check_mode(fs, out.path, out.mode)
     if artifact is None:
         artifact = load_artifact(config)
     recorder.model(artifact)
@@ -118,6 +116,7 @@ def _execute(spark, plan: RunPlan, fs, recorder) -> int:
         scoring = plan.scoring_plan(carry, lines=report.lines, presorted=presorted)
         schema, seconds = score_and_publish(spark, df, scoring, handle, builds, config, plan.paths, fs,
                                             lines=report.lines)
+        recorder.mark_published()
         recorder.scoring(seconds=seconds, builds=builds.value, window=plan.window, stride=plan.stride,
                          partitions=scoring.partitions, tf_threads=plan.build.tf_threads,
                          warm_up=warm.summary() if warm else None, predictor=predictor, presorted=presorted,

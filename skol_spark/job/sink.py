@@ -17,93 +17,22 @@ same batch from writing at once. All file operations go through Hadoop's
 FileSystem API so any URI Spark can write works.
 """
 
-from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass
 
-from skol_spark.errors import ConfigError, OutputLockedError
+from skol_spark.errors import ConfigError, JobFailedError
+from skol_spark.job.hadoop_fs import HadoopFS, first_line
+from skol_spark.job.output_lock import INCOMPLETE_LOCK_SECONDS, STALE_LOCK_SECONDS, OutputLock
+
+__all__ = ["HadoopFS", "OutputLock", "OutputPaths", "STALE_LOCK_SECONDS", "INCOMPLETE_LOCK_SECONDS", "check_mode",
+           "discard_staging", "publish", "read_published_run", "recover", "write_dynamic_overwrite",
+           "write_staged", "write_table"]
 
 log = logging.getLogger(__name__)
 
-STALE_LOCK_SECONDS = 24 * 3600
-
-
-class HadoopFS:
-    """A tiny wrapper over ``org.apache.hadoop.fs.FileSystem`` for one path's filesystem."""
-
-    def __init__(self, spark, path: str) -> None:
-        jvm = spark.sparkContext._jvm
-        self._jvm = jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
-        self.fs = jvm.org.apache.hadoop.fs.Path(path).getFileSystem(self._conf)
-
-    def path(self, p: str):
-        return self._jvm.org.apache.hadoop.fs.Path(p)
-
-    def exists(self, p: str) -> bool:
-        return bool(self.fs.exists(self.path(p)))
-
-    def rename(self, src: str, dst: str) -> None:
-        if not self.fs.rename(self.path(src), self.path(dst)):
-            raise OSError(f"rename {src} -> {dst} failed")
-
-    def delete(self, p: str) -> None:
-        self.fs.delete(self.path(p), True)
-
-    def mkdirs(self, p: str) -> None:
-        self.fs.mkdirs(self.path(p))
-
-    def list(self, p: str) -> list[str]:
-        if not self.exists(p):
-            return []
-        return [str(s.getPath().getName()) for s in self.fs.listStatus(self.path(p))]
-
-    def create_new(self, p: str, data: bytes) -> bool:
-        """Create a file only if absent: the lock primitive; False when it exists.
-
-        Hadoop's ``createNewFile`` checks, then creates: two racing runs can
-        both pass the check (on a local disk both then hold the lock) or one
-        fails with FileAlreadyExistsException. So a local file is created
-        with ``O_EXCL`` (atomic in the kernel), and other filesystems with
-        ``create(overwrite=false)``, which the HDFS NameNode decides atomically.
-        """
-        if self.fs.getScheme() == "file":
-            try:
-                fd = os.open(str(self.fs.pathToFile(self.path(p)).getAbsolutePath()),
-                             os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return True
-        from py4j.protocol import Py4JJavaError
-
-        try:
-            self.write(p, data, overwrite=False)
-        except Py4JJavaError as e:
-            if e.java_exception.getClass().getName().endswith("FileAlreadyExistsException"):
-                return False
-            raise
-        return True
-
-    def write(self, p: str, data: bytes, *, overwrite: bool = True) -> None:
-        stream = self.fs.create(self.path(p), overwrite)
-        try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
-
-    def read(self, p: str) -> bytes:
-        stream = self.fs.open(self.path(p))
-        try:
-            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-        finally:
-            stream.close()
+JOBS_STOP_SECONDS = 30  # how long an interrupted run waits for its cancelled Spark jobs before cleaning up
 
 
 def split_path(output: str) -> tuple[str, str]:
@@ -151,71 +80,52 @@ class OutputPaths:
     def partition_dir(self) -> str:
         return f"run_id={self.run_id}"
 
-
-class OutputLock:
-    """An exclusive lock file beside the output: holder, host, pid and start time inside."""
-
-    def __init__(self, fs: HadoopFS, paths: OutputPaths) -> None:
-        self.fs, self.paths, self.held = fs, paths, False
-
-    def acquire(self) -> None:
-        parent, _ = split_path(self.paths.output)
-        self.fs.mkdirs(parent)
-        body = json.dumps({"run_id": self.paths.run_id, "host": socket.gethostname(), "pid": os.getpid(),
-                           "started": time.time()}).encode()
-        if self.fs.create_new(self.paths.lock, body):
-            self.held = True
-            return
-        holder = self._holder()
-        if holder and (time.time() - float(holder.get("started", 0)) > STALE_LOCK_SECONDS or _holder_died(holder)):
-            log.warning("breaking a stale output lock held by run %s since %s (host %s, pid %s no longer running "
-                        "or lock too old)", holder.get("run_id"), time.ctime(float(holder.get("started", 0))),
-                        holder.get("host"), holder.get("pid"))
-            self.fs.delete(self.paths.lock)
-            if self.fs.create_new(self.paths.lock, body):
-                self.held = True
-                return
-        raise OutputLockedError(
-            f"output {self.paths.output} is locked by run {holder.get('run_id', '?') if holder else '?'} "
-            f"(host {holder.get('host', '?') if holder else '?'}, pid {holder.get('pid', '?') if holder else '?'}). "
-            f"Two runs must not write the same output: wait for it, or if it died, delete {self.paths.lock}")
-
-    def _holder(self) -> dict | None:
-        try:
-            return json.loads(self.fs.read(self.paths.lock) or b"{}")
-        except Exception:
-            return None
-
-    def release(self) -> None:
-        if self.held:
-            self.fs.delete(self.paths.lock)
-            self.held = False
-
-
-def _holder_died(holder: dict) -> bool:
-    """True when the lock's driver ran on this host and its process is gone (a killed run)."""
-    if holder.get("host") != socket.gethostname():
-        return False
+def discard_staging(fs: HadoopFS, paths: OutputPaths) -> None:
+    """Remove this run's staging directory, if any, once its Spark jobs (cancelled by an interrupt) stopped
+    writing into it. Never raises: the next run's ``recover`` removes what is left."""
     try:
-        os.kill(int(holder.get("pid", 0)), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, TypeError, OSError):
-        return False
-    return False
-
+        if not fs.exists(paths.staging):
+            return
+        tracker = fs.spark.sparkContext.statusTracker()
+        deadline = time.monotonic() + JOBS_STOP_SECONDS
+        while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        fs.remove(paths.staging)
+    except Exception as e:
+        log.warning("could not remove the staging directory %s: %s (the next run removes it)", paths.staging,
+                    first_line(e))
 
 def recover(fs: HadoopFS, paths: OutputPaths) -> None:
-    """Repair what a killed run left: restore a moved-aside output, drop stale staging."""
+    """Repair what a killed run left: restore a moved-aside output, drop stale staging.
+
+    A restore that fails stops the run (writing on would publish beside, and
+    later delete, the earlier output); stale directories that cannot be
+    removed are only reported.
+    """
     parent, base = split_path(paths.output)
     for name in fs.list(parent):
         full = f"{parent}/{name}"
         if name.startswith(f".{base}.skol-old-") and not fs.exists(paths.output):
             log.warning("restoring %s from %s (a previous run died while publishing)", paths.output, full)
-            fs.rename(full, paths.output)
+            try:
+                fs.rename(full, paths.output)
+            except Exception as e:
+                raise JobFailedError(f"{paths.output} was moved aside to {full} by a run that died while "
+                                     f"publishing, and restoring it failed ({first_line(e)}); rename it back "
+                                     "by hand, then rerun. Nothing was written") from None
         elif name.startswith(f".{base}.skol-staging-") or name.startswith(f".{base}.skol-old-"):
             log.warning("removing stale %s left by a killed run", full)
-            fs.delete(full)
+            _after_publish(f"remove the stale {full}", fs.remove, full)
+
+
+def _after_publish(what: str, step, *args) -> None:
+    """Run a cleanup step whose failure must not fail the run: logged as a warning (the run manifest
+    records warnings)."""
+    try:
+        step(*args)
+    except Exception as e:
+        log.warning("could not %s: %s (the output is complete; remove it by hand or let the next run do it)",
+                    what, first_line(e))
 
 
 def check_mode(fs: HadoopFS, output: str, mode: str) -> None:
@@ -280,23 +190,46 @@ def read_published_run(spark, paths: OutputPaths, *, fmt: str, schema=None):
 
 
 def publish(fs: HadoopFS, paths: OutputPaths, mode: str) -> None:
-    """Move the staged run into place (see module docstring for the per-mode steps)."""
+    """Move the staged run into place (see module docstring for the per-mode steps).
+
+    One rename is the commit: before it, a failure raises JobFailedError and
+    the earlier output is as it was; after it, the rows are published, and
+    what is left (removing the staging directory or the moved-aside earlier
+    output) is cleanup whose failure is a warning: failing a published run
+    would invite a retry that writes every row a second time.
+    """
     staged_run = f"{paths.staging}/{paths.partition_dir}"
-    if not fs.exists(staged_run):  # an empty result writes no partition directory
-        fs.mkdirs(staged_run)
+    try:
+        if not fs.exists(staged_run):  # an empty result writes no partition directory
+            fs.mkdirs(staged_run)
+        if mode in ("append", "incremental"):
+            fs.mkdirs(paths.output)
+            fs.rename(staged_run, f"{paths.output}/{paths.partition_dir}")
+        else:
+            fs.write(f"{paths.staging}/_SUCCESS", b"")  # marked before the rename: published with the rows
+            _swap_in(fs, paths)
+    except JobFailedError:
+        raise
+    except Exception as e:
+        raise JobFailedError(f"publishing {paths.output} failed ({first_line(e)}); nothing was published and "
+                             "earlier output is unchanged") from None
     if mode in ("append", "incremental"):
-        fs.mkdirs(paths.output)
-        fs.rename(staged_run, f"{paths.output}/{paths.partition_dir}")
-        fs.delete(paths.staging)
-        return
-    fs.delete(f"{paths.staging}/_SUCCESS")
+        _after_publish(f"remove the staging directory {paths.staging}", fs.remove, paths.staging)
+    elif fs.exists(paths.old):
+        _after_publish(f"remove the earlier output, moved aside to {paths.old}", fs.remove, paths.old)
+
+
+def _swap_in(fs: HadoopFS, paths: OutputPaths) -> None:
+    """Move the earlier output aside, the staging directory into its place; put it back if that fails."""
     had_old = fs.exists(paths.output)
     if had_old:
         fs.rename(paths.output, paths.old)
-    fs.rename(paths.staging, paths.output)
-    if had_old:
-        fs.delete(paths.old)
-    fs.write(f"{paths.output}/_SUCCESS", b"")
+    try:
+        fs.rename(paths.staging, paths.output)
+    except Exception:
+        if had_old:
+            fs.rename(paths.old, paths.output)  # if this fails too, the next run's recover() restores it
+        raise
 
 
 def write_dynamic_overwrite(df, output: str, *, fmt: str, partition_by: tuple[str, ...]) -> None:
