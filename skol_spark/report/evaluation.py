@@ -47,6 +47,7 @@ def evaluate_output(written, labels: list[str], *, doc_col: str, line_col: str, 
             for name in sorted(p.name for p in Path(tmp).iterdir()):
                 fs.write(f"{report_dir}/{name}", (Path(tmp) / name).read_bytes())
                 paths[name] = f"{report_dir}/{name}"
+            log.info("wrote the run report to %s", report_dir)
     metrics = result["metrics"]
     out: dict[str, Any] = {"report": {"html": paths.get("report.html", ""), "files": paths}}
     if labelled:
