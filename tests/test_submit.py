@@ -90,9 +90,10 @@ def test_cli_help_and_dry_run():
     assert bad.returncode == 2 and "output.mode: expected one of" in bad.stderr
 
 
-def manifest_path_in(said: str) -> Path:
+def manifest_path_in(said: str, cwd: Path) -> Path:
+    """The manifest a run printed; a relative path (a relative output.path) is relative to the run's cwd."""
     line = [x for x in said.splitlines() if x.startswith("manifest: ")][-1]
-    return Path(line.split(": ", 1)[1].replace("file:", ""))
+    return cwd / line.split(": ", 1)[1].replace("file:", "")
 
 
 @pytest.mark.slow
@@ -105,7 +106,7 @@ def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_serv
                           env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     said = done.stdout + done.stderr  # under spark-submit the driver's stderr is merged into stdout
-    manifest = json.loads(manifest_path_in(said).read_text())
+    manifest = json.loads(manifest_path_in(said, tmp_path).read_text())
     table = read_output(tmp_path / "demo-output" / "predictions")
     assert manifest["output"]["rows_written"] == table.num_rows == manifest["input"]["lines"] > 0
     assert set(manifest["output"]["label_counts"]) == {"Nomenclature", "Description", "Misc"}
@@ -117,7 +118,7 @@ def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_serv
     readme_next = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(ROOT / "conf" / "local.yaml")]
     again = subprocess.run(readme_next, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    second = json.loads(manifest_path_in(again.stdout).read_text())
+    second = json.loads(manifest_path_in(again.stdout, tmp_path).read_text())
     assert second["model"]["name"] == "demo" and second["output"]["rows_written"] == table.num_rows
     assert second["evaluation"]["metrics"]["labelled_lines"] == table.num_rows  # label_col: gold_label
     # the console of a run: no config dump at INFO (it is in the manifest), no temporary directory named
@@ -128,6 +129,6 @@ def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_serv
 
     # the demo's own run was overwritten by the second: its report cannot be rebuilt from someone else's rows
     old = subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "report",
-                          str(manifest_path_in(said))],
+                          str(manifest_path_in(said, tmp_path))],
                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert old.returncode == 2 and "no longer in" in old.stderr, old.stderr[-2000:]

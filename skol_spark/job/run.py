@@ -243,8 +243,8 @@ class SmokeTest:
     ``deferred``: the warm-up job makes the same check in the Python workers
     that will score (local masters), so ``start`` does nothing and the
     driver never imports TensorFlow, unless that job fails or times out
-    (``checked_predictor``). The driver's copy was ~3 s of CPU on a 2-core
-    machine, taken from the worker's start: first prediction ~1 s later.
+    (``checked_predictor``). The driver's copy would take CPU from the
+    worker's start on a small machine and delay the first prediction.
     """
 
     def __init__(self, artifact, config: JobConfig, *, deferred: bool = False) -> None:
@@ -368,10 +368,9 @@ def scoring_layout(sc, config: JobConfig, lines: int) -> tuple[int, int]:
     """(scoring partitions, TensorFlow threads per task; 0 = the task's cores).
 
     On CPU, one TensorFlow process using several cores predicts as fast as
-    as many single-threaded ones (benchmarks/: 572 vs 578 windows/s on 2
-    cores), but pays one TensorFlow import, model build and golden check
-    instead of several, and holds one model: on 2 cores (200k lines) the
-    job went from 39.2 to 32.3 s and its Python workers from 2.6 to 1.4 GB.
+    as many single-threaded ones, but pays one TensorFlow import, model
+    build and golden check instead of several, and holds one model in
+    memory instead of several (measured in benchmarks/README.md).
     A local master's cores are all ours, so its automatic layout gives each
     scoring task up to 4 of them; on a cluster a task owns
     ``spark.task.cpus`` (set it to 2-4 for the same effect). Explicit

@@ -63,7 +63,7 @@ def _installed_version(package: str) -> str:
 
 
 # Keras imports these at import time only when they are installed, for image-gallery plots; a scoring
-# worker never plots, and on a busy 2-core executor the import cost 0.8 s of the worker's start (measured).
+# worker never plots, and the import delays every worker's start on a busy executor (benchmarks/README.md).
 PLOTTING_MODULES = ("matplotlib", "matplotlib.pyplot")
 
 
