@@ -124,7 +124,7 @@ def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_serv
     # the console of a run: no config dump at INFO (it is in the manifest), no temporary directory named
     assert "run config" not in again.stderr and "skol-report-" not in again.stderr
     assert second["config"]["model"]["name"] == "demo"
-    page = Path(second["report"]["html"]).read_text()
+    page = (tmp_path / second["report"]["html"]).read_text()  # relative to the run's cwd, as output.path is
     assert re.search(r"Throughput \(lines/s\)</td><td class=\"num\">[\d,]+</td>", page)
 
     # the demo's own run was overwritten by the second: its report cannot be rebuilt from someone else's rows
