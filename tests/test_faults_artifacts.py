@@ -1,4 +1,4 @@
-"""Fault matrix, model artifact rows M1-M10 (RELIABILITY.md).
+"""Fault matrix, model artifact rows M1-M10 (docs/reliability.md).
 
 Each test copies the module's published model under a fresh key prefix,
 damages or tampers with the copy the way a bad disk, an eviction or an

@@ -1,4 +1,4 @@
-"""Fault matrix, data rows D1-D11 (RELIABILITY.md): the input contract, edge-sized documents, reruns."""
+"""Fault matrix, data rows D1-D11 (docs/reliability.md): the input contract, edge-sized documents, reruns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fault matrix, execution rows E1-E9 (RELIABILITY.md).
+"""Fault matrix, execution rows E1-E9 (docs/reliability.md).
 
 Faults are injected into the Python workers with ``SKOL_FAULT`` (skol_spark.scoring.faults):
 in the shared ``local[2]`` session (one attempt per task) through

@@ -1,4 +1,4 @@
-"""Fault matrix, model store rows R1-R12 (RELIABILITY.md): a real redis-server, a real CLI run.
+"""Fault matrix, model store rows R1-R12 (docs/reliability.md): a real redis-server, a real CLI run.
 
 Failure rows check the exit code, the stable one-line message and that no
 output was written. Success rows check the rows that were written.

@@ -1,4 +1,4 @@
-"""Fault matrix, secrets and supply chain rows S1-S4 (RELIABILITY.md)."""
+"""Fault matrix, secrets and supply chain rows S1-S4 (docs/reliability.md)."""
 
 from __future__ import annotations
 

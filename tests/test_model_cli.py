@@ -158,6 +158,15 @@ def test_tampered_weights_exit_12(redis_server, cli_store, closure_model):
     assert "weights checksum mismatch" in r.err and "Traceback" not in r.err
 
 
+def test_model_list_on_an_empty_store_says_so(redis_server, cli_store):
+    """Issue 22: an empty store printed nothing; it now says where it looked (stderr; stdout stays empty)."""
+    r = run_cli("list", *opts(redis_server, cli_store), timeout=60)
+    assert r.code == 0, r.err[-2000:]
+    assert r.out == ""
+    url = redis_server.url.replace("//:", "//")  # the fixture's URL carries no password
+    assert f"no models in the store at {url} (prefix {cli_store.prefix})" in r.err
+
+
 def test_unreachable_redis_exits_10_quickly_naming_host_and_port():
     port = free_port()  # nothing listens there
     r = run_cli("list", "--redis-url", f"redis://127.0.0.1:{port}/0", timeout=60)

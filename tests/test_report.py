@@ -122,7 +122,7 @@ def test_report_with_true_labels_writes_every_chart_embedded_and_sized(tmp_path)
         assert img["alt"]
     html = Path(result["paths"]["report.html"]).read_text()
     assert "<title>Run &lt;abc&gt;</title>" in html
-    for fact in ("skol-bilstm", "Throughput (lines/s)", "24.000", "12.500", "Habitat"):
+    for fact in ("skol-bilstm", "Throughput (lines/s)", "<td class=\"num\">24</td>", "12.500", "Habitat"):
         assert fact in html, fact
     expected = compute_metrics(frame["true_label"].to_numpy(object), frame["label"].to_numpy(object), LABELS,
                                doc_ids=frame["doc_id"].to_numpy())
@@ -312,3 +312,62 @@ def test_report_main_missing_path_and_empty_output_return_2(tmp_path, capsys):
     (tmp_path / "m.json").write_text(json.dumps({"run_id": "x"}))
     assert report_main([str(tmp_path / "m.json")]) == 2
     assert "output.path" in capsys.readouterr().err
+
+
+def test_report_of_an_old_manifest_reads_that_runs_rows_or_refuses(tmp_path, capsys):
+    """Issue 22: a manifest's report is built from that run's own run_id= directory, not from the output as a
+    later run left it; when a later run replaced those rows, it refuses (exit 2) instead of mislabelling."""
+    out = tmp_path / "out"
+    write_dataset(out, scored(n=40, seed=1).assign(run_id="runA"), "runA")
+    later = tmp_path / "later"  # a second run appended beside it: 70 other rows
+    write_dataset(later, scored(n=70, seed=2).assign(run_id="runB"), "runB")
+    (later / "run_id=runB").rename(out / "run_id=runB")
+    manifest = {"run_id": "runA", "output": {"path": str(out)}, "model": {"name": "m", "version": 2,
+                                                                         "labels": LABELS}}
+    (tmp_path / "a.json").write_text(json.dumps(manifest))
+    assert report_main([str(tmp_path / "a.json"), "--out", str(tmp_path / "ra")]) == 0
+    capsys.readouterr()
+    metrics = json.loads((tmp_path / "ra" / "metrics.json").read_text())["metrics"]
+    assert metrics["lines"] == 40
+    assert "skol_spark run runA" in (tmp_path / "ra" / "report.html").read_text()
+    assert load_output(out).num_rows == 110  # the output directory itself still reads as a whole
+
+    import shutil
+
+    shutil.rmtree(out / "run_id=runA")  # what a later overwrite run does to runA's rows
+    assert report_main([str(tmp_path / "a.json"), "--out", str(tmp_path / "gone")]) == 2
+    err = capsys.readouterr().err
+    assert "run runA's scored lines are no longer in" in err and str(out) in err
+    assert not (tmp_path / "gone").exists()
+
+
+def test_report_of_a_dynamic_overwrite_run_keeps_only_its_run_id_rows(tmp_path, capsys):
+    """Dynamic partition overwrite writes no run_id= level: the run's rows are those whose run_id column is its."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mixed = pd.concat([scored(n=30, seed=1).assign(run_id="runA"), scored(n=50, seed=2).assign(run_id="runB")])
+    pq.write_table(pa.Table.from_pandas(mixed, preserve_index=False), out / "part-0.parquet")
+    for run_id, lines in (("runA", 30), ("runB", 50), ("runC", 0)):
+        (tmp_path / f"{run_id}.json").write_text(json.dumps({"run_id": run_id, "output": {"path": str(out)}}))
+        code = report_main([str(tmp_path / f"{run_id}.json"), "--out", str(tmp_path / run_id)])
+        capsys.readouterr()
+        if lines:
+            assert code == 0
+            assert json.loads((tmp_path / run_id / "metrics.json").read_text())["metrics"]["lines"] == lines
+        else:
+            assert code == 2
+
+
+def test_report_throughput_is_a_whole_number_of_lines_per_second(tmp_path):
+    manifest = {"run_id": "r1", "throughput": {"lines_per_second": 4787.0}, "duration_seconds": 2.5}
+    write_report(scored(n=30), LABELS, tmp_path, title="t", manifest=manifest)
+    page = (tmp_path / "report.html").read_text()
+    assert re.search(r"<td>Throughput \(lines/s\)</td><td class=\"num\">4,787</td>", page), page[:3000]
+    assert "4,787.000" not in page
+
+
+def test_writing_a_report_logs_its_directory_only_at_debug(tmp_path, caplog):
+    """The job draws the report in a temporary directory it then deletes: naming it at INFO misleads."""
+    with caplog.at_level(logging.INFO, logger="skol_spark.report.build"):
+        write_report(scored(n=30), LABELS, tmp_path / "tmp-draw", title="t")
+    assert "tmp-draw" not in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,21 +90,45 @@ def test_cli_help_and_dry_run():
     assert bad.returncode == 2 and "output.mode: expected one of" in bad.stderr
 
 
+def manifest_path_in(said: str, cwd: Path) -> Path:
+    """The manifest a run printed; a relative path (a relative output.path) is relative to the run's cwd."""
+    line = [x for x in said.splitlines() if x.startswith("manifest: ")][-1]
+    return cwd / line.split(": ", 1)[1].replace("file:", "")
+
+
 @pytest.mark.slow
-def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path):
-    """The README's first command, minus its pip install: embedded Redis, demo model, corpus, spark-submit."""
-    env = clean_env(PYTHONPATH=str(ROOT))
-    out = tmp_path / "demo-out"
-    done = subprocess.run([sys.executable, "-m", "skol_spark.cli.demo", "--documents", "60", "--workdir",
-                           str(tmp_path / "demo-data"), "--output", str(out), "--master", "local[2]"],
+def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_server):
+    """The README's first command (minus its pip install), then its next one, unchanged, from the same directory:
+    the demo publishes into the store conf/local.yaml reads (here SKOL_REDIS_URL, as a user who set it has) and
+    writes the corpus where conf/local.yaml looks for it."""
+    env = clean_env(PYTHONPATH=str(ROOT), SKOL_REDIS_URL=redis_server.url)
+    done = subprocess.run([sys.executable, "-m", "skol_spark.cli.demo", "--documents", "60"],
                           env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     said = done.stdout + done.stderr  # under spark-submit the driver's stderr is merged into stdout
-    manifest_line = [x for x in said.splitlines() if x.startswith("manifest: ")][-1]
-    manifest = json.loads(Path(manifest_line.split(": ", 1)[1].replace("file:", "")).read_text())
-    table = read_output(out)
+    manifest = json.loads(manifest_path_in(said, tmp_path).read_text())
+    table = read_output(tmp_path / "demo-output" / "predictions")
     assert manifest["output"]["rows_written"] == table.num_rows == manifest["input"]["lines"] > 0
     assert set(manifest["output"]["label_counts"]) == {"Nomenclature", "Description", "Misc"}
     assert manifest["evaluation"]["metrics"]["labelled_lines"] == table.num_rows
     assert Path(manifest["report"]["html"]).is_file()
     assert "lines written" in said and "precision" in said
+    assert "Next: .venv/bin/skol-spark predict --conf conf/local.yaml" in done.stderr
+
+    readme_next = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(ROOT / "conf" / "local.yaml")]
+    again = subprocess.run(readme_next, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads(manifest_path_in(again.stdout, tmp_path).read_text())
+    assert second["model"]["name"] == "demo" and second["output"]["rows_written"] == table.num_rows
+    assert second["evaluation"]["metrics"]["labelled_lines"] == table.num_rows  # label_col: gold_label
+    # the console of a run: no config dump at INFO (it is in the manifest), no temporary directory named
+    assert "run config" not in again.stderr and "skol-report-" not in again.stderr
+    assert second["config"]["model"]["name"] == "demo"
+    page = (tmp_path / second["report"]["html"]).read_text()  # relative to the run's cwd, as output.path is
+    assert re.search(r"Throughput \(lines/s\)</td><td class=\"num\">[\d,]+</td>", page)
+
+    # the demo's own run was overwritten by the second: its report cannot be rebuilt from someone else's rows
+    old = subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "report",
+                          str(manifest_path_in(said, tmp_path))],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert old.returncode == 2 and "no longer in" in old.stderr, old.stderr[-2000:]

@@ -1,10 +1,12 @@
 """The end-to-end demo: the real job on embedded defaults.
 
-Starts a throwaway redis-server unless ``SKOL_REDIS_URL`` is set, trains a
-small BiLSTM with a closure loss on synthetic "pages" whose line features
-carry their class, publishes it, writes a corpus of a few thousand documents
-(with true labels, so the report has metrics) and runs the real job through
-``spark-submit.sh`` on ``local[*]``.
+Trains a small BiLSTM with a closure loss on synthetic "pages" whose line
+features carry their class, publishes it as model ``demo`` (alias
+``production``), writes a corpus of a few thousand documents (with true
+labels, so the report has metrics) and runs the real job through
+``spark-submit.sh`` on ``local[*]``. The model is published into the store
+that ``conf/local.yaml`` reads (``demo_store``), so the README's next
+commands find it; ``--stop-redis`` stops a redis-server the demo started.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from skol_spark.job.config import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -80,47 +84,89 @@ def write_corpus(path: Path, *, documents: int, seed: int = 11) -> int:
     return total
 
 
-def demo_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skol-spark demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="demo-data", help="where the corpus and config go (default demo-data)")
+def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``skol-spark demo``: one definition for the CLI's subcommand and ``demo_main``."""
+    parser.add_argument("--workdir", default="demo-data",
+                        help="where the corpus, the job config and a started redis-server's files go "
+                             "(default demo-data, which conf/local.yaml reads)")
     parser.add_argument("--output", default="demo-output/predictions", help="output path")
     parser.add_argument("--documents", type=int, default=3000, help="documents in the demo corpus (default 3000)")
     parser.add_argument("--master", default="local[*]")
-    args = parser.parse_args(argv)
+    parser.add_argument("--stop-redis", action="store_true",
+                        help="stop the redis-server an earlier demo started and left running, then exit")
+    return parser
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skol-spark demo", description=DEMO_DESCRIPTION)
+    try:
+        args = add_demo_arguments(parser).parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse already printed
+        return int(e.code or 0)
+    return run_demo(args)
+
+
+DEMO_DESCRIPTION = (
+    "Run the real job end to end: train and publish a demo model, write a demo corpus, score it with "
+    "spark-submit.sh on a local master. The model goes to $SKOL_REDIS_URL, else the Redis on "
+    "127.0.0.1:6379 (a redis-server the demo starts and leaves running when none answers there; "
+    "--stop-redis stops it), so that `skol-spark predict --conf conf/local.yaml` works afterwards.")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from skol_spark.cli import demo_store
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workdir = Path(args.workdir)
+    if args.stop_redis:
+        print(demo_store.stop_kept_server(workdir))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from skol_spark.store.embedded import start_redis
+    store = demo_store.choose_store(workdir)
+    log.info("publishing the demo model into %s (%s)", redact_url(store.url), STORE_ORIGINS[store.origin])
+    publish_demo(store.url, workdir, documents=args.documents)
+    conf = workdir / "demo.yaml"
+    conf.write_text(DEMO_CONF.format(input=(workdir / "corpus.parquet").resolve(),
+                                     output=Path(args.output).resolve(), master=args.master))
+    env = {**os.environ, "SKOL_REDIS_URL": store.url}
+    launcher = Path(__file__).resolve().parent.parent.parent / "spark-submit.sh"
+    if launcher.exists():
+        cmd = [str(launcher), str(conf), "--master", args.master]
+    else:  # installed from a wheel: run the same main() in-process
+        cmd = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(conf)]
+    log.info("running: %s", " ".join(cmd))
+    code = subprocess.call(cmd, env=env)
+    print(next_steps(store, workdir), file=sys.stderr)
+    return code
+
+
+STORE_ORIGINS = {"SKOL_REDIS_URL": "from SKOL_REDIS_URL", "running": "the Redis already running there",
+                 "started": "a redis-server started for the demo, left running"}
+
+
+def publish_demo(url: str, workdir: Path, *, documents: int) -> None:
+    """Train and publish the demo model (alias ``production``) and write the corpus under ``workdir``."""
     from skol_spark.store.connection import RedisSettings, connect
     from skol_spark.store.model_store import ModelStore
 
-    server = None
-    url = os.environ.get("SKOL_REDIS_URL")
-    if not url:
-        server = start_redis()
-        url = server.url
-        log.info("started an embedded redis-server for the demo at 127.0.0.1:%d", server.port)
-    try:
-        workdir = Path(args.workdir)
-        log.info("training the demo BiLSTM (closure loss weighted_categorical_crossentropy)…")
-        store = ModelStore(connect(RedisSettings(url=url)))
-        version = store.publish(train_demo_model(), "demo", labels=LABELS, stride=STRIDE, aliases=["production"],
-                                feature_kind="dense", notes="skol_spark demo model")
-        lines = write_corpus(workdir / "corpus.parquet", documents=args.documents)
-        log.info("published demo v%d; wrote %d documents, %d lines", version, args.documents, lines)
-        conf = workdir / "demo.yaml"
-        conf.write_text(DEMO_CONF.format(input=(workdir / "corpus.parquet").resolve(),
-                                         output=Path(args.output).resolve(), master=args.master))
-        env = {**os.environ, "SKOL_REDIS_URL": url}
-        launcher = Path(__file__).resolve().parent.parent / "spark-submit.sh"
-        if launcher.exists():
-            cmd = [str(launcher), str(conf), "--master", args.master]
-        else:  # installed from a wheel: run the same main() in-process
-            cmd = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(conf)]
-        log.info("running: %s", " ".join(cmd))
-        return subprocess.call(cmd, env=env)
-    finally:
-        if server is not None:
-            server.stop()
+    log.info("training the demo BiLSTM (closure loss weighted_categorical_crossentropy)…")
+    store = ModelStore(connect(RedisSettings(url=url)))
+    version = store.publish(train_demo_model(), "demo", labels=LABELS, stride=STRIDE, aliases=["production"],
+                            feature_kind="dense", notes="skol_spark demo model")
+    lines = write_corpus(workdir / "corpus.parquet", documents=documents)
+    log.info("published demo v%d; wrote %d documents, %d lines", version, documents, lines)
+
+
+def next_steps(store, workdir: Path) -> str:
+    """What the user can run now, and how to undo what the demo left behind."""
+    from skol_spark.cli.demo_store import pid_file
+
+    lines = [f"\nThe demo model stays in the store at {redact_url(store.url)} (model 'demo', alias production)."]
+    if store.origin == "started":
+        lines.append(f"It lives in a redis-server the demo started (pid file {pid_file(workdir)}); "
+                     "stop it with: ./jobs/demo.sh --stop-redis")
+    lines.append("Next: .venv/bin/skol-spark predict --conf conf/local.yaml    (README, \"A first real run\")")
+    return "\n".join(lines)
 
 
 DEMO_CONF = """# Written by skol-spark demo. Redis comes from $SKOL_REDIS_URL.

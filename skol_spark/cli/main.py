@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score an input table with a model from the store",
                        description="Score every line of every document; see conf/ for config files.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--conf", help="YAML job config (conf/local.yaml, conf/cluster.yaml, ...)")
+    p.add_argument("--conf", required=True, metavar="FILE.yaml",
+                   help="the YAML job config (required; examples: conf/local.yaml, conf/cluster.yaml, "
+                        "conf/databricks/job.yaml); --set overrides single keys")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set output.mode=overwrite (repeatable)")
     p.add_argument("--watermark", metavar="VALUE", help="score only rows with input.watermark_col >= VALUE")
@@ -53,12 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_parser(sub)
 
-    r = sub.add_parser("report", help="rebuild the HTML/PNG report of a finished run (no rescoring)",
-                       add_help=False)
-    r.add_argument("args", nargs=argparse.REMAINDER)
-    d = sub.add_parser("demo", help="run the end-to-end demo (embedded Redis, demo model and corpus)",
-                       add_help=False)
-    d.add_argument("args", nargs=argparse.REMAINDER)
+    from skol_spark.cli.demo import DEMO_DESCRIPTION, add_demo_arguments
+    from skol_spark.report.cli import REPORT_DESCRIPTION, add_report_arguments
+
+    add_report_arguments(sub.add_parser("report", help="rebuild the HTML/PNG report of a finished run (no rescoring)",
+                                        description=REPORT_DESCRIPTION))
+    add_demo_arguments(sub.add_parser("demo", help="run the end-to-end demo (demo model and corpus, local Spark)",
+                                      description=DEMO_DESCRIPTION))
     j = sub.add_parser("jvm-archive", help="record a JVM class archive: faster local Spark starts (once, ~30 s)",
                        description="Record a class-data-sharing archive of the classes a scoring run loads, "
                                    "used from then on by local-master sessions this package starts "
@@ -109,15 +112,15 @@ def dispatch(args) -> int:
 
         return model_command(args)
     if args.command == "report":
-        from skol_spark.report.build import report_main
+        from skol_spark.report.build import run_report
 
-        return report_main(args.args)
+        return run_report(args)
     if args.command == "jvm-archive":
         return jvm_archive_command(args)
     if args.command == "demo":
-        from skol_spark.cli.demo import demo_main
+        from skol_spark.cli.demo import run_demo
 
-        return demo_main(args.args)
+        return run_demo(args)
     raise errors.ConfigError(f"unknown command {args.command}")  # pragma: no cover
 
 

@@ -90,9 +90,14 @@ def _store(args, chunk_size: int | None = None):
     from skol_spark.job.model_loading import open_store
     from skol_spark.store.connection import RedisSettings
 
-    url = args.redis_url or os.environ.get("SKOL_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    url = store_url(args)
     settings = RedisSettings(url=url, ssl_ca_file=args.ssl_ca_file, socket_timeout=args.timeout)
     return open_store(settings, prefix=args.prefix, chunk_size=chunk_size)
+
+
+def store_url(args) -> str:
+    """The store's URL: ``--redis-url``, else ``$SKOL_REDIS_URL``, else the local default."""
+    return args.redis_url or os.environ.get("SKOL_REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def model_command(args) -> int:
@@ -165,7 +170,12 @@ def read_file_architecture(path: Path) -> tuple[str, list[str]]:
 
 def _list(store, args) -> int:
     if not args.name:
-        for name in store.models():
+        names = store.models()
+        if not names:  # say so, on stderr: stdout stays one line per model for scripts
+            from skol_spark.job.config import redact_url
+
+            print(f"no models in the store at {redact_url(store_url(args))} (prefix {args.prefix})", file=sys.stderr)
+        for name in names:
             versions = store.versions(name)
             print(f"{name}\t{len(versions)} version(s)\tlatest v{versions[-1] if versions else '-'}")
         return 0

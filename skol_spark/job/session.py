@@ -68,7 +68,7 @@ def start_tensorflow_import() -> threading.Thread:
     start-up (a separate process; the main thread only waits on a socket)
     instead of running later beside the validation scan, where it holds the
     GIL through long C-extension loads and stalls the main thread's Spark calls
-    (benchmarks/: the gap before the validation job fell from ~8 s to ~4 s). An
+    (the gap before the validation job shrank: benchmarks/README.md). An
     import error is not raised here: the smoke test imports again and reports it.
     """
     def load() -> None:

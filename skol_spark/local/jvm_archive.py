@@ -5,9 +5,8 @@ thousands of classes from Spark's jars before and during the first queries;
 on 2 cores that is seconds of CPU competing with TensorFlow. A dynamic CDS
 archive (JDK 13+) recorded once from the real job on a tiny model and corpus
 (embedded Redis, Parquet read, validation scan, shuffle, sort, ``mapInArrow``,
-staged write) lets later JVMs map those classes instead. Measured on the
-benchmark (2 cores, A/B in one run, 200k lines): session start -1.7 s, job
--1.2 s (1.07x end to end).
+staged write) lets later JVMs map those classes instead, which shortens
+both the session's start and the first queries (benchmarks/README.md).
 
 Created only on request (``skol-spark jvm-archive``: ~30 s once, ~200 MB in
 the cache directory), used automatically by sessions this package creates on

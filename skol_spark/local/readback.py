@@ -3,9 +3,9 @@
 Every run reads back what it published, so the manifest's row and label
 counts describe the files, not what the scoring step meant to write. With
 Spark, that read-back is a two-stage aggregation planned after the last
-prediction: on a local master, 0.4-0.6 s of a one-shot run's end (traced at
-200k lines), almost all of it planning and starting tasks. The same counts
-come from the files' ``label`` column in milliseconds.
+prediction: on a local master, a visible part of a one-shot run's end,
+almost all of it planning and starting tasks. The same counts come from the
+files' ``label`` column without a Spark job.
 
 It reads the same files Spark would: the data files under the run's own
 directory (names starting with ``_`` or ``.`` are Spark's bookkeeping). It

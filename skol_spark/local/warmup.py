@@ -1,8 +1,8 @@
 """Build the model in the Python workers while the driver validates the input.
 
 A scoring task's first seconds go to starting a Python worker, importing
-TensorFlow and building + golden-checking the model (~5 s of CPU on the
-benchmark's BiLSTM). None of it depends on the input, so a one-row
+TensorFlow and building + golden-checking the model: seconds of CPU for a
+real model. None of it depends on the input, so a one-row
 ``mapInArrow`` job does it in a background thread while the validation scan
 runs; it is also the run's smoke test (``job.smoke.checked_predictor``), so the
 driver does not build the model a second time. The scoring job then finds

@@ -112,7 +112,7 @@ class LinePredictor:
         self.window = int(first.input.shape[1])
         width = int(self.kernel.shape[1])
 
-        # Three traced functions, not two whole ones: the model part (the slow trace, ~1 s) is traced
+        # Three traced functions, not two whole ones: the model part (the slowest trace) is traced
         # once, by the golden check during the build, whichever product the scoring batches then take.
         # autograph=False: this code branches on Python values only (its loop is an explicit while_loop),
         # and rewriting its source was half of that trace (cProfile); the Keras layers it calls run
@@ -143,8 +143,8 @@ class LinePredictor:
     def _recurrence(xk, layer):
         """Keras' LSTMCell (implementation 2) over the steps, ``x·K`` given; outputs in Keras' order.
 
-        A ``while_loop``, as Keras' own: an unrolled loop predicted no faster and took twice as long
-        to trace (1.5 s against 0.7 s on the benchmark's model), on every worker's critical path."""
+        A ``while_loop``, as Keras' own: an unrolled loop predicted no faster and took longer to
+        trace, and every worker traces it on its critical path (benchmarks/README.md)."""
         import tensorflow as tf
 
         cell = layer.cell

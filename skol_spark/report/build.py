@@ -28,13 +28,16 @@ import pandas as pd
 import pyarrow as pa
 
 from skol_spark.report import charts
+from skol_spark.report.cli import REPORT_DESCRIPTION, add_report_arguments
 from skol_spark.report.compare import compare_runs, write_comparison
 from skol_spark.errors import ConfigError, SkolError
 from skol_spark.report.metrics import compute_metrics, confidence_summary, format_class_table, label_indices
 from skol_spark.report.html import report_page
-from skol_spark.report.files import TRUE_COLUMN, labels_from_data, load_output, read_manifest, scored_columns
+from skol_spark.report.files import TRUE_COLUMN, labels_from_data, load_output, load_run, read_manifest, \
+     scored_columns
 
-__all__ = ["write_report", "load_output", "compare_runs", "write_comparison", "report_main", "CHART_FILES"]
+__all__ = ["write_report", "load_output", "compare_runs", "write_comparison", "report_main", "run_report",
+           "add_report_arguments", "CHART_FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,8 @@ def write_report(output_table: pd.DataFrame | pa.Table, labels: Sequence[str], o
     (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "confidence": summary}, indent=2),
                                       encoding="utf-8")
     paths["report.html"], paths["metrics.json"] = str(out / "report.html"), str(out / "metrics.json")
-    log.info("wrote run report to %s (%d lines, %d labelled)", out, metrics["lines"], metrics["labelled_lines"])
+    # DEBUG: the job draws into a temporary directory and copies the files beside the manifest, which it logs
+    log.debug("drew the run report in %s (%d lines, %d labelled)", out, metrics["lines"], metrics["labelled_lines"])
     return {"paths": paths, "metrics": metrics, "confidence": summary}
 
 
@@ -97,9 +101,12 @@ def _parse_labels(text: str) -> list[str]:
 
 
 def _read_run(source: str) -> tuple[pa.Table, dict[str, Any] | None]:
-    """The output table of ``source`` (manifest or output directory) and its manifest, if any."""
-    manifest = read_manifest(source) if source.endswith(".json") else None
-    return load_output(source), manifest
+    """The rows of ``source`` and its manifest, if any: a manifest's own run only (``load_run``), an
+    output directory as it is."""
+    if source.endswith(".json"):
+        manifest = read_manifest(source)
+        return load_run(manifest, f"run manifest {source}"), manifest
+    return load_output(source), None
 
 
 def _labels_for(explicit: str | None, manifest: dict[str, Any] | None, table: pa.Table) -> list[str]:
@@ -133,19 +140,7 @@ def _run_name(manifest: dict[str, Any] | None, table: pa.Table, fallback: str) -
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="skol-spark report", description="Rebuild a run's report (HTML + PNG charts) from its output, "
-        "without rescoring; optionally compare it with another run.")
-    parser.add_argument("source", metavar="RUN_MANIFEST_OR_OUTPUT",
-                        help="the run manifest JSON, or the output dataset directory")
-    parser.add_argument("--out", metavar="DIR", help="report directory (default: the manifest's report_dir, "
-                        "else <name>_report next to the source)")
-    parser.add_argument("--compare", metavar="OTHER", help="another run (manifest or output) to compare with: "
-                        "it is run A, the baseline; SOURCE is run B")
-    parser.add_argument("--labels", metavar="A,B,C", help="the model's labels in index order (default: the "
-                        "manifest's model.labels, else recovered from the output's prediction/label pairs)")
-    parser.add_argument("--title", help="report title (default: from the run id)")
-    return parser
+    return add_report_arguments(argparse.ArgumentParser(prog="skol-spark report", description=REPORT_DESCRIPTION))
 
 
 def _print_written(paths: dict[str, str]) -> None:
@@ -154,11 +149,17 @@ def _print_written(paths: dict[str, str]) -> None:
 
 
 def report_main(argv: list[str]) -> int:
-    """``skol-spark report``: 0 on success, else the error's exit code (2 for a bad path or no data)."""
+    """``skol-spark report`` from an argument list: 0 on success, else the error's exit code."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error argparse already printed
         return int(e.code or 0)
+    return run_report(args)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``skol-spark report`` on parsed arguments: 0 on success, else the error's exit code (2 for a bad
+    path, no data, or a run whose rows are gone)."""
     try:
         table, manifest = _read_run(args.source)
         labels = _labels_for(args.labels, manifest, table)

@@ -29,7 +29,8 @@ def evaluate_output(written, labels: list[str], *, doc_col: str, line_col: str, 
     from skol_spark.job.sink import HadoopFS
 
     if rows > REPORT_MAX_LINES:
-        log.warning("run has %d lines, more than %d: skipping the report (see README, Evaluation)",
+        log.warning("run has %d lines, more than %d: skipping the report (docs/operations.md, 'Evaluation and the "
+                    "run report')",
                     rows, REPORT_MAX_LINES)
         return {}
     columns = [F.col(doc_col).alias("doc_id"), F.col(line_col).alias("line_number"), "label", "prediction",
@@ -47,6 +48,7 @@ def evaluate_output(written, labels: list[str], *, doc_col: str, line_col: str, 
             for name in sorted(p.name for p in Path(tmp).iterdir()):
                 fs.write(f"{report_dir}/{name}", (Path(tmp) / name).read_bytes())
                 paths[name] = f"{report_dir}/{name}"
+            log.info("wrote the run report to %s", report_dir)
     metrics = result["metrics"]
     out: dict[str, Any] = {"report": {"html": paths.get("report.html", ""), "files": paths}}
     if labelled:

@@ -83,7 +83,44 @@ def load_output(path: str | os.PathLike[str]) -> pa.Table:
     """
     source = str(path)
     if source.endswith(".json"):
-        source = manifest_output_path(read_manifest(source), f"run manifest {path}")
+        return load_run(read_manifest(source), f"run manifest {path}")
+    table, files = _read_dataset(source)
+    if table.num_rows == 0:
+        raise ConfigError(f"{source}: no scored lines in this dataset ({files} Parquet files); "
+                          "check the path, or that the run wrote any output")
+    log.info("read %d scored lines from %s (%d files)", table.num_rows, source, files)
+    return table
+
+
+def load_run(manifest: dict[str, Any], where: str = "the run manifest") -> pa.Table:
+    """The rows of the one run that ``manifest`` records, never a later run's.
+
+    Each run publishes its rows under ``<output.path>/run_id=<run id>/``, and a
+    later run in ``overwrite`` mode replaces them: reading the whole output
+    would then report the later run's rows under this run's title. So the
+    run's own directory is read (or, for dynamic partition overwrite, which
+    has no such level, the output's rows whose ``run_id`` column is this
+    run's). Raises ConfigError (exit 2) when none of them are left.
+    """
+    root = manifest_output_path(manifest, where)
+    run_id = manifest.get("run_id")
+    if not run_id:  # a manifest that predates run_id: the whole output is all there is
+        return load_output(root)
+    run_dir = f"{root.rstrip('/')}/run_id={run_id}"
+    if "://" in run_dir or Path(run_dir).is_dir():
+        table, files = _read_dataset(run_dir)
+    else:
+        table, files = _read_dataset(root, run_id=str(run_id))
+    if table.num_rows == 0:
+        raise ConfigError(f"run {run_id}'s scored lines are no longer in {root} (a later run replaced them, "
+                          "or they were deleted), so its report cannot be rebuilt; rerun that job, or "
+                          "report the output as it is now: skol-spark report " + root)
+    log.info("read run %s's %d scored lines from %s (%d files)", run_id, table.num_rows, root, files)
+    return table
+
+
+def _read_dataset(source: str, *, run_id: str | None = None) -> tuple[pa.Table, int]:
+    """The Parquet dataset at ``source`` (rows of ``run_id`` only, when given) and its file count."""
     if "://" not in source and not Path(source).exists():
         raise ConfigError(f"{source}: no such file or directory; pass the output dataset directory the job "
                           "wrote (output.path) or its run manifest JSON")
@@ -92,15 +129,14 @@ def load_output(path: str | os.PathLike[str]) -> pa.Table:
     try:
         dataset = ds.dataset(source, format="parquet", partitioning=_hive_partitioning(source),
                              ignore_prefixes=IGNORE_PREFIXES)
-        table = dataset.to_table()
+        if run_id is None:
+            return dataset.to_table(), len(dataset.files)
+        if "run_id" not in dataset.schema.names:
+            return dataset.schema.empty_table(), len(dataset.files)
+        return dataset.to_table(filter=ds.field("run_id").cast(pa.string()) == run_id), len(dataset.files)
     except (OSError, pa.ArrowException) as e:
         raise ConfigError(f"{source}: cannot be read as a Parquet dataset ({e}); pass the directory the "
                           "scoring job wrote") from e
-    if table.num_rows == 0:
-        raise ConfigError(f"{source}: no scored lines in this dataset ({len(dataset.files)} Parquet files); "
-                          "check the path, or that the run wrote any output")
-    log.info("read %d scored lines from %s (%d files)", table.num_rows, source, len(dataset.files))
-    return table
 
 
 def scored_columns(table: pd.DataFrame | pa.Table) -> pd.DataFrame:

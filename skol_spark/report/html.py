@@ -104,9 +104,13 @@ def _lookup(manifest: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+WHOLE_NUMBER_FACTS = {"Throughput (lines/s)"}  # a rate of lines: its fraction is noise, not information
+
+
 def run_facts(manifest: dict[str, Any] | None, metrics: dict[str, Any], facts: dict[str, Any]) -> str:
     rows = [(caption, _lookup(manifest, path)) for caption, path in RUN_FACTS] if manifest else []
-    rows = [(caption, value) for caption, value in rows if value is not None]
+    rows = [(caption, round(value) if caption in WHOLE_NUMBER_FACTS and isinstance(value, float) else value)
+            for caption, value in rows if value is not None]
     rows += [("Lines in report", metrics["lines"]), ("Documents in report", facts.get("documents"))]
     return table(["fact", "value"], rows)
 

@@ -353,7 +353,7 @@ class ModelStore:
         except redis.exceptions.NoPermissionError as e:
             raise RedisUnavailableError(f"Redis at {self.where} denied a command (NOPERM): {e}. The scoring job "
                                         "needs read commands on the store's keys; publishing needs write "
-                                        "commands (see README, Redis ACL)") from None
+                                        "commands (see docs/operations.md, Redis ACL)") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
             raise RedisUnavailableError(f"lost Redis at {self.where} ({type(e).__name__}: {e}); retried and gave up. "
                                         "Check the server and redis.socket_timeout") from None
