@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from skol_spark.errors import ConfigError, ModelFormatError, ModelIntegrityError
