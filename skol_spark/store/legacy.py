@@ -287,7 +287,8 @@ def import_legacy(store, archive_bytes: bytes, name: str, *, notes: str = "", al
                   custom_modules: Sequence[str] = ()) -> int:
     """Read a legacy archive and publish it as a new version of ``name``; returns the version.
 
-    The feature pipeline (if any) is stored as the ``feature_pipeline`` extra;
+    The feature pipeline (if any) is stored as the ``feature_pipeline`` extra, with its summary in the
+    manifest when it can be read (``skol_spark.store.pipeline.for_import``);
     the legacy metadata, minus anything that looks like a secret, goes into the
     manifest's ``source``.
     """
@@ -297,10 +298,12 @@ def import_legacy(store, archive_bytes: bytes, name: str, *, notes: str = "", al
         log.warning("legacy metadata: left out %d secret-looking value(s): %s", len(redacted), ", ".join(redacted))
     source = {"kind": "import-legacy", "archive_sha256": sha256(archive_bytes), "h5_keras_version": legacy.keras_version,
               "keras2_translations": list(legacy.translations), "metadata": metadata}
-    extras = {"feature_pipeline": legacy.feature_pipeline} if legacy.feature_pipeline is not None else {}
+    from skol_spark.store.pipeline import for_import
+
+    extras, pipeline = for_import(legacy.feature_pipeline, legacy.input_size)
     version = store.publish(legacy.model, name, labels=legacy.labels, window_size=legacy.window_size,
                             stride=legacy.stride, feature_kind="any", notes=notes, aliases=aliases,
-                            extras=extras, source=source)
+                            extras=extras, source=source, feature_pipeline=pipeline)
     log.info("imported legacy model as %s v%d (h5 written by Keras %s, %d Keras 2 translation(s))", name, version,
              legacy.keras_version or "?", len(legacy.translations))
     return version
