@@ -13,10 +13,14 @@ def add_pipeline_args(p, *, publish: bool = False) -> None:
 
 
 def verify_pipeline(store, artifact, modules: tuple[str, ...]) -> None:
-    """Re-read the version's feature pipeline (checksum, allowed classes, output size = model features)."""
+    """Re-read the version's feature pipeline (checksum, allowed classes, output size = model features).
+
+    Only a version published with a usable pipeline has one to verify (its manifest summary); an import
+    whose ``feature_pipeline/`` could not be used keeps it as a plain extra, and ``model show`` says so.
+    """
     from skol_spark.store import pipeline
 
-    if pipeline.EXTRA not in artifact.manifest.get("extras", {}):
+    if pipeline.EXTRA not in artifact.manifest:  # none, or an import's unusable one kept as a plain extra
         return
     loaded = pipeline.load(store, artifact.name, artifact.version, artifact.manifest, allowed_modules=modules)
     print(f"{artifact.name} v{artifact.version}: feature pipeline ok ({len(loaded.saved)} stage(s) read "

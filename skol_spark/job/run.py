@@ -24,6 +24,7 @@ from skol_spark import errors
 from skol_spark.local import warmup
 
 from skol_spark.local import worker_prestart
+from skol_spark.job import annotated, text_input
 from skol_spark.job.config import JobConfig, require_job_fields
 from skol_spark.errors import ConfigError, InputContractError, JobFailedError, JobTimeoutError, NothingToDo
 from skol_spark.model.builder import check_keras_floor, predictor_kind
@@ -118,7 +119,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     lock = OutputLock(fs, paths) if fs else None
     reader = None
     try:
-        df = read_input(spark, config)
+        df = text_input.as_feature_lines(read_input(spark, config), config, artifact)  # docs/text.md
         kind = check_schema(df, doc_col=config.input.doc_id_col, line_col=config.input.line_col,
                             features_col=config.input.features_col, label_col=config.input.label_col)
         plan = replace(plan, carry_cols=tuple(carried_columns(df, config)))
@@ -489,6 +490,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
     out = config.output
     started = time.monotonic()
     scored = scoring_frame(df, plan, config, handle, builds)
+    annotations = None
     with Timeout(spark, config.job.timeout_seconds) as timeout, \
             Progress(spark, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
         try:
@@ -499,6 +501,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
                 write_dynamic_overwrite(scored, out.path, fmt=out.format, partition_by=out.partition_by)
             else:
                 write_staged(scored, paths, fmt=out.format, partition_by=out.partition_by)
+                annotations = annotated.stage(spark, config, paths, scored.schema, plan)  # docs/text.md
         except Exception as e:
             if fs and not out.dynamic_partition_overwrite:
                 fs.delete(paths.staging)  # a failed run leaves nothing behind, not even hidden staging
@@ -509,6 +512,7 @@ def score_and_write(spark, df, plan: ScoringPlan, handle, builds, config: JobCon
             raise translate_spark_error(e) from None
     if fs and not out.dynamic_partition_overwrite:
         publish(fs, paths, out.mode)
+        annotated.publish_staged(annotations, spark, recorder)
     recorder.scoring(seconds=time.monotonic() - started, builds=builds.value, window=plan.window,
                      stride=plan.stride, partitions=plan.partitions, tf_threads=plan.tf_threads,
                      warm_up=warm_up, predictor=predictor, presorted=plan.presorted, smoke_test=smoke_test)
