@@ -316,9 +316,11 @@ def validate_text(config: JobConfig) -> None:
         raise ConfigError("output.annotated_path needs text input (input.text_col or input.document_text_col)")
     if "*" not in i.passthrough and "text" not in i.passthrough:
         raise ConfigError("output.annotated_path is built from the scored lines' text: add text to input.passthrough")
-    if not o.path or o.dynamic_partition_overwrite or o.annotated_path.rstrip("/") == o.path.rstrip("/"):
-        raise ConfigError("output.annotated_path needs output.path (staged output, not "
-                          "output.dynamic_partition_overwrite), and must differ from it")
+    if not o.path or o.dynamic_partition_overwrite or o.format not in ("parquet", "orc", "avro", "json") \
+            or o.annotated_path.rstrip("/") == o.path.rstrip("/"):
+        raise ConfigError("output.annotated_path is built from the staged output files: it needs output.path in a "
+                          "file format (parquet, orc, avro, json; not output.dynamic_partition_overwrite), and "
+                          "must differ from output.path")
 
 
 def require_job_fields(config: JobConfig) -> None:
