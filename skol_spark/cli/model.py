@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from skol_spark.cli.model_pipeline import add_pipeline_args, verify_pipeline
 from skol_spark.errors import ConfigError, ModelFormatError, ModelIntegrityError
+from skol_spark.store.pipeline import describe_lines
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024  # a model's architecture JSON is kilobytes; more is a zip bomb
 
@@ -38,6 +40,7 @@ def add_model_parser(sub) -> None:
     p.add_argument("--custom-layers-module", action="append", default=[], metavar="MODULE",
                    help="module defining custom layers the model uses (repeatable)")
     p.add_argument("--chunk-size", type=int, default=None, help="weight chunk size in bytes (default 32 MiB)")
+    add_pipeline_args(p, publish=True)
 
     p = common(ms.add_parser("list", help="list models, or the versions and aliases of one model"))
     p.add_argument("name", nargs="?")
@@ -56,6 +59,7 @@ def add_model_parser(sub) -> None:
     p.add_argument("name")
     p.add_argument("version", nargs="?", default="latest")
     p.add_argument("--custom-layers-module", action="append", default=[], metavar="MODULE")
+    add_pipeline_args(p)
 
     p = common(ms.add_parser("import-legacy", help="import an original-SKOL tar.gz model (Redis key or file)"))
     p.add_argument("name")
@@ -133,7 +137,8 @@ def _publish(store, args) -> int:
     version = store.publish(model, args.name, labels=labels, window_size=args.window_size, stride=args.stride,
                             feature_kind=args.feature_kind, notes=args.notes, aliases=args.alias,
                             source={"kind": "publish", "file": path.name},
-                            custom_modules=tuple(args.custom_layers_module), compile_objects=compile_objects)
+                            custom_modules=tuple(args.custom_layers_module), compile_objects=compile_objects,
+                            feature_pipeline=args.feature_pipeline, pipeline_modules=tuple(args.pipeline_module))
     print(f"published {args.name} v{version}")
     return 0
 
@@ -216,6 +221,7 @@ def _show(store, args) -> int:
         ("trained with", ", ".join(manifest.get("compile_objects", [])) or "-"),
         ("frameworks", ", ".join(f"{k} {v}" for k, v in sorted(manifest.get("framework", {}).items()))),
         ("source", manifest.get("source", {}).get("kind", "-")),
+        *describe_lines(manifest),
         ("extras", ", ".join(manifest.get("extras", {})) or "-"),
         ("notes", manifest.get("notes") or "-"),
     ]
@@ -238,6 +244,7 @@ def _verify(store, args) -> int:
     configure_tensorflow(os.cpu_count() or 1)
     build_predictor(artifact, custom_modules=tuple(args.custom_layers_module), where="verify")
     print(f"{args.name} v{artifact.version}: checksums ok, model rebuilt, golden outputs match")
+    verify_pipeline(store, artifact, tuple(args.pipeline_module))
     return 0
 
 

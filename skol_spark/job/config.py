@@ -50,6 +50,7 @@ class ModelConfig:
     version: str = "production"
     custom_layer_modules: tuple[str, ...] = ()
     allow_unsafe_deserialization: bool = False
+    pipeline_modules: tuple[str, ...] = ()  # modules whose Python stages a stored feature pipeline may use
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class InputConfig:
     watermark_col: str = ""
     watermark_min: str = ""
     clustered_by_doc: bool = False
+    text_col: str = ""  # text input, one row per line (docs/text.md)
+    document_text_col: str = ""  # text input, one row per document, split into lines on \n
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class OutputConfig:
     rescore: str = "new-version"
     manifest_path: str = ""
     report: bool = True
+    annotated_path: str = ""  # text input: one YEDDA-annotated text per scored document (docs/text.md)
+    annotated_format: str = "parquet"
 
 
 @dataclass(frozen=True)
@@ -290,8 +295,28 @@ def validate(config: JobConfig) -> None:
         raise ConfigError("redis.retries: must be >= 0")
     if config.job.timeout_seconds < 0:
         raise ConfigError("job.timeout_seconds: must be >= 0 (0 disables the timeout)")
+    validate_text(config)
     if "password" in config.redis.url.lower() and "@" not in config.redis.url:
         raise ConfigError("redis.url: put the password in SKOL_REDIS_PASSWORD, not in the URL")
+
+
+def validate_text(config: JobConfig) -> None:
+    """Text input and the annotated output (docs/text.md)."""
+    i, o = config.input, config.output
+    if i.text_col and i.document_text_col:
+        raise ConfigError("input.text_col and input.document_text_col: set one (lines or whole documents)")
+    _one_of("output.annotated_format", o.annotated_format, ("parquet", "json"))
+    if not o.annotated_path:
+        return
+    if not (i.text_col or i.document_text_col):
+        raise ConfigError("output.annotated_path needs text input (input.text_col or input.document_text_col)")
+    if "*" not in i.passthrough and "text" not in i.passthrough:
+        raise ConfigError("output.annotated_path is built from the scored lines' text: add text to input.passthrough")
+    if not o.path or o.dynamic_partition_overwrite or o.format not in ("parquet", "orc", "avro", "json") \
+            or o.annotated_path.rstrip("/") == o.path.rstrip("/"):
+        raise ConfigError("output.annotated_path is built from the staged output files: it needs output.path in a "
+                          "file format (parquet, orc, avro, json; not output.dynamic_partition_overwrite), and "
+                          "must differ from output.path")
 
 
 def require_job_fields(config: JobConfig) -> None:

@@ -18,6 +18,8 @@ import time
 from skol_spark.errors import JobFailedError, OutputLockedError
 from skol_spark.job.hadoop_fs import HadoopFS, first_line
 
+JOBS_STOP_SECONDS = 30  # how long an interrupted run waits for its cancelled Spark jobs before cleaning up
+
 log = logging.getLogger(__name__)
 
 STALE_LOCK_SECONDS = 24 * 3600
@@ -101,8 +103,6 @@ class OutputLock:
         if not self.held:
             return
         self.held = False
-        from skol_spark.job.sink import discard_staging
-
         discard_staging(self.fs, self.paths)
         try:
             self._remove(self.paths.lock)
@@ -153,3 +153,19 @@ def _holder_died(holder: dict) -> bool:
     except (PermissionError, ValueError, TypeError, OSError):
         return False
     return False
+
+
+def discard_staging(fs: HadoopFS, paths) -> None:
+    """Remove this run's staging directory, if any, once its Spark jobs (cancelled by an interrupt) stopped
+    writing into it. Never raises: the next run's ``recover`` removes what is left."""
+    try:
+        if not fs.exists(paths.staging):
+            return
+        tracker = fs.spark.sparkContext.statusTracker()
+        deadline = time.monotonic() + JOBS_STOP_SECONDS
+        while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        fs.remove(paths.staging)
+    except Exception as e:
+        log.warning("could not remove the staging directory %s: %s (the next run removes it)", paths.staging,
+                    first_line(e))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skol_spark.errors import NothingToDo
+from skol_spark.job import text_input
 from skol_spark.job.config import JobConfig, require_job_fields
 from skol_spark.job.inputs import carried_columns, read_input, unscored_documents
 from skol_spark.job.plan import RunPlan, make_plan, reads_input_partitions, trusts_clustering
@@ -100,7 +101,7 @@ def _execute(spark, plan: RunPlan, fs, recorder) -> int:
     warm = plan.env.warm_up(spark, plan.build, handle, builds)
     lock = OutputLock(fs, plan.paths) if fs else None
     try:
-        df = read_input(spark, config)
+        df = text_input.as_feature_lines(read_input(spark, config), config, plan.artifact)  # docs/text.md
         kind = check_schema(df, **plan.keys, label_col=config.input.label_col)
         carry = tuple(carried_columns(df, config))
         if lock:
@@ -114,7 +115,7 @@ def _execute(spark, plan: RunPlan, fs, recorder) -> int:
         # quarantine filters the input: its order is no longer the one the scan saw
         presorted = report.ok and report.in_document_order and reads_input_partitions(config, partitions)
         scoring = plan.scoring_plan(carry, lines=report.lines, presorted=presorted)
-        schema, seconds = score_and_publish(spark, df, scoring, handle, builds, config, plan.paths, fs,
+        schema, seconds = score_and_publish(spark, df, scoring, handle, builds, config, plan.paths, fs, recorder,
                                             lines=report.lines)
         recorder.mark_published()
         recorder.scoring(seconds=seconds, builds=builds.value, window=plan.window, stride=plan.stride,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from skol_spark.errors import JobTimeoutError
+from skol_spark.job import annotated
 from skol_spark.job.config import JobConfig
 from skol_spark.job.failures import spark_failure
 from skol_spark.job.inputs import with_true_label
@@ -65,7 +66,7 @@ def output_schema(input_schema, plan: ScoringPlan):
 
 
 def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobConfig, paths: OutputPaths, fs,
-                      *, lines: int) -> tuple[object, float]:
+                      recorder, *, lines: int) -> tuple[object, float]:
     """Score and write in one Spark job, then publish. -> (the written rows' schema, seconds it took).
 
     ``handle`` is the broadcast artifact, ``builds`` an accumulator of model builds.
@@ -75,6 +76,7 @@ def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobC
     out = config.output
     started = time.monotonic()
     scored = scoring_frame(df, plan, config, handle, builds)
+    annotations = None
     with Timeout(spark, config.job.timeout_seconds) as timeout, \
             Progress(spark, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
         try:
@@ -85,6 +87,7 @@ def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobC
                 write_dynamic_overwrite(scored, out.path, fmt=out.format, partition_by=out.partition_by)
             else:
                 write_staged(scored, paths, fmt=out.format, partition_by=out.partition_by)
+                annotations = annotated.stage(spark, config, paths, scored.schema, plan)  # docs/text.md
         except Exception as e:
             if fs and not out.dynamic_partition_overwrite:
                 fs.delete(paths.staging)  # a failed run leaves nothing behind, not even hidden staging
@@ -95,4 +98,5 @@ def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobC
             raise spark_failure(e) from None
     if fs and not out.dynamic_partition_overwrite:
         publish(fs, paths, out.mode)
+        annotated.publish_staged(annotations, spark, recorder)
     return scored.schema, time.monotonic() - started

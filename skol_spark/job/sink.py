@@ -19,12 +19,11 @@ FileSystem API so any URI Spark can write works.
 
 
 import logging
-import time
 from dataclasses import dataclass
 
 from skol_spark.errors import ConfigError, JobFailedError
 from skol_spark.job.hadoop_fs import HadoopFS, first_line
-from skol_spark.job.output_lock import INCOMPLETE_LOCK_SECONDS, STALE_LOCK_SECONDS, OutputLock
+from skol_spark.job.output_lock import INCOMPLETE_LOCK_SECONDS, STALE_LOCK_SECONDS, OutputLock, discard_staging
 
 __all__ = ["HadoopFS", "OutputLock", "OutputPaths", "STALE_LOCK_SECONDS", "INCOMPLETE_LOCK_SECONDS", "check_mode",
            "discard_staging", "publish", "read_published_run", "recover", "write_dynamic_overwrite",
@@ -32,7 +31,6 @@ __all__ = ["HadoopFS", "OutputLock", "OutputPaths", "STALE_LOCK_SECONDS", "INCOM
 
 log = logging.getLogger(__name__)
 
-JOBS_STOP_SECONDS = 30  # how long an interrupted run waits for its cancelled Spark jobs before cleaning up
 
 
 def split_path(output: str) -> tuple[str, str]:
@@ -79,21 +77,6 @@ class OutputPaths:
     @property
     def partition_dir(self) -> str:
         return f"run_id={self.run_id}"
-
-def discard_staging(fs: HadoopFS, paths: OutputPaths) -> None:
-    """Remove this run's staging directory, if any, once its Spark jobs (cancelled by an interrupt) stopped
-    writing into it. Never raises: the next run's ``recover`` removes what is left."""
-    try:
-        if not fs.exists(paths.staging):
-            return
-        tracker = fs.spark.sparkContext.statusTracker()
-        deadline = time.monotonic() + JOBS_STOP_SECONDS
-        while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        fs.remove(paths.staging)
-    except Exception as e:
-        log.warning("could not remove the staging directory %s: %s (the next run removes it)", paths.staging,
-                    first_line(e))
 
 def recover(fs: HadoopFS, paths: OutputPaths) -> None:
     """Repair what a killed run left: restore a moved-aside output, drop stale staging.

@@ -20,20 +20,17 @@ rejects are translated in ``skol_spark.store.legacy_h5``.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import logging
 import re
-import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from skol_spark.model.artifact import sha256
 from skol_spark.errors import ModelFormatError, ModelNotFoundError, RedisUnavailableError
-from skol_spark.store.safe_tar import MAX_TOTAL_BYTES, safe_extract
+from skol_spark.store.safe_tar import MAX_TOTAL_BYTES, pack_directory, safe_extract
 from skol_spark.store.legacy_h5 import load_h5_model
 
 log = logging.getLogger(__name__)
@@ -200,28 +197,12 @@ def _check_against_model(model, labels: Sequence[str], params: Mapping[str, int 
     return int(window), int(stride), int(in_shape[2] or params["input_size"] or 0)
 
 
-def pack_directory(directory: Path) -> bytes:
-    """A directory -> reproducible tar.gz bytes (sorted members, zeroed times and owners)."""
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for path in [directory, *sorted(directory.rglob("*"))]:
-            info = tar.gettarinfo(str(path), arcname=str(PurePosixPath(directory.name, path.relative_to(directory))))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            info.mode = 0o755 if info.isdir() else 0o644
-            if info.isreg():
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
-    return buffer.getvalue()
-
-
-# ---- publishing -----------------------------------------------------------
 def import_legacy(store, archive_bytes: bytes, name: str, *, notes: str = "", aliases: Iterable[str] = (),
                   custom_modules: Sequence[str] = (), max_bytes: int = MAX_TOTAL_BYTES) -> int:
     """Read a legacy archive and publish it as a new version of ``name``; returns the version.
 
-    The feature pipeline (if any) is stored as the ``feature_pipeline`` extra;
+    The feature pipeline (if any) is stored as the ``feature_pipeline`` extra, with its summary in the
+    manifest when it can be read (``skol_spark.store.pipeline.for_import``);
     the legacy metadata, minus anything that looks like a secret, goes into the
     manifest's ``source``.
     """
@@ -231,10 +212,12 @@ def import_legacy(store, archive_bytes: bytes, name: str, *, notes: str = "", al
         log.warning("legacy metadata: left out %d secret-looking value(s): %s", len(redacted), ", ".join(redacted))
     source = {"kind": "import-legacy", "archive_sha256": sha256(archive_bytes), "h5_keras_version": legacy.keras_version,
               "keras2_translations": list(legacy.translations), "metadata": metadata}
-    extras = {"feature_pipeline": legacy.feature_pipeline} if legacy.feature_pipeline is not None else {}
+    from skol_spark.store.pipeline import for_import
+
+    extras, pipeline = for_import(legacy.feature_pipeline, legacy.input_size)
     version = store.publish(legacy.model, name, labels=legacy.labels, window_size=legacy.window_size,
                             stride=legacy.stride, feature_kind="any", notes=notes, aliases=aliases,
-                            extras=extras, source=source)
+                            extras=extras, source=source, feature_pipeline=pipeline)
     log.info("imported legacy model as %s v%d (h5 written by Keras %s, %d Keras 2 translation(s))", name, version,
              legacy.keras_version or "?", len(legacy.translations))
     return version

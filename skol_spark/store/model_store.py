@@ -184,14 +184,17 @@ class ModelStore:
                 aliases: Iterable[str] = (), extras: Mapping[str, bytes] | None = None,
                 source: Mapping[str, Any] | None = None, golden_seed: int = 20240521,
                 custom_modules: Sequence[str] = (), allow_unsafe: bool = False,
-                compile_objects: Sequence[str] | None = None) -> int:
+                compile_objects: Sequence[str] | None = None, feature_pipeline: str | bytes | None = None,
+                pipeline_modules: Sequence[str] = ()) -> int:
         """Publish an in-memory ``keras.Model`` as a new immutable version; returns its number.
 
         The architecture is vetted as loading will vet it (``model_builder.check_architecture``):
         a ``Lambda`` is refused (UnsafeModelError) unless ``allow_unsafe``, a custom layer needs
         its module in ``custom_modules``. Refusing here beats a version nobody can load.
         ``compile_objects`` (loss/metric names, for the record) defaults to those in the model's
-        compile config.
+        compile config. ``feature_pipeline`` (a saved PipelineModel directory, or one packed as an import
+        finds it) is stored with the version; its stage classes must be allowed (``pipeline_modules``)
+        and its output size must equal the model's feature size (``skol_spark.store.pipeline``).
         """
         from skol_spark.model.builder import as_declared_input, check_architecture
 
@@ -203,6 +206,7 @@ class ModelStore:
             validate_alias(alias)
         labels = [str(x) for x in labels]
         window, step, features = check_publishable(model, labels, window_size, stride, feature_kind)
+        extras, pipeline_summary = with_pipeline(extras, feature_pipeline, features, pipeline_modules)
         architecture = model.to_json()
         check_architecture(architecture, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
         weights = encode_weights(model.get_weights())
@@ -230,6 +234,8 @@ class ModelStore:
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "source": dict(source or {"kind": "publish"}),
         }
+        if pipeline_summary:
+            manifest["feature_pipeline"] = pipeline_summary
         return self._write_version(name, manifest, architecture, weights, extras or {}, aliases)
 
     def _write_version(self, name: str, manifest: dict[str, Any], architecture: str, weights: bytes,
@@ -369,6 +375,17 @@ def stored_version(raw: bytes | str, key: str) -> int:
         raise ModelIntegrityError(f"{key} holds {raw[:40]!r}, not a version number; the key was overwritten: "
                                   "point the alias at a version again (skol-spark model alias) or republish")
     return version
+
+
+def with_pipeline(extras: Mapping[str, bytes] | None, source: str | bytes | None, features: int,
+                  modules: Sequence[str]) -> tuple[dict[str, bytes], dict[str, Any] | None]:
+    """The extras plus the packed feature pipeline, and its manifest summary (None without one)."""
+    if source is None:
+        return dict(extras or {}), None
+    from skol_spark.store import pipeline
+
+    packed, summary = pipeline.prepare(source, features, allowed_modules=modules)
+    return {**(extras or {}), pipeline.EXTRA: packed}, summary
 
 
 def validate_alias(alias: str) -> None:

@@ -9,12 +9,13 @@ exit 4), never as an unreadable archive.
 from __future__ import annotations
 
 import errno
+import gzip
 import io
 import re
 import shutil
 import tarfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from skol_spark.errors import LocalResourceError, ModelFormatError, UnsafeModelError
 
@@ -133,3 +134,22 @@ def _unsafe_reason(member: tarfile.TarInfo, root: Path) -> str:
     if not (root / name).resolve().is_relative_to(root):
         return "resolves outside the extraction directory"
     return ""
+
+
+def pack_directory(directory: Path) -> bytes:
+    """A directory -> reproducible tar.gz bytes (sorted members, zeroed times and owners)."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in [directory, *sorted(directory.rglob("*"))]:
+            info = tar.gettarinfo(str(path), arcname=str(PurePosixPath(directory.name, path.relative_to(directory))))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o755 if info.isdir() else 0o644
+            if info.isreg():
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+# ---- publishing -----------------------------------------------------------
