@@ -120,12 +120,16 @@ class RunRecorder:
 
     def scoring(self, *, seconds: float, builds: int, window: int, stride: int, partitions: int = 0,
                 tf_threads: int = 0, warm_up: dict | None = None, predictor: str = "",
-                presorted: bool = False, smoke_test: str = "driver", environment: str = "") -> None:
+                presorted: bool = False, smoke_test: str = "driver", environment: str = "",
+                workers: list | None = None, devices: dict | None = None) -> None:
+        """``workers``: what each group of tasks scored with (``scoring.worker_log``: host, device, TF32, golden
+        tolerance, predictor path, batch size); ``devices``: the GPUs the task layout counted on."""
         self.data["scoring"] = {"seconds": round(seconds, 3), "model_builds": builds, "window_size": window,
                                 "stride": stride, "partitions": partitions, "tf_threads": tf_threads or "task cpus",
                                 "warm_up": warm_up or {"workers": 0}, "predictor": predictor or "keras",
                                 "sort": "input order" if presorted else "spark", "smoke_test": smoke_test,
-                                "environment": environment}
+                                "environment": environment, "workers": workers or [],
+                                "devices": devices or {"gpus": 0}}
 
     def output(self, spark, config: JobConfig, paths, env, schema=None) -> int:
         """Read back what this run wrote: rows, per-label counts, metrics. ``schema``: of the written rows;

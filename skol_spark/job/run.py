@@ -28,6 +28,7 @@ from skol_spark.job.sink import HadoopFS, OutputLock, recover
 from skol_spark.job.smoke import SmokeTest, checked_predictor
 from skol_spark.job.validate import bad_documents, check_schema, refuse_bad_input, refuse_split_documents, scan_input
 from skol_spark.model.builder import check_keras_floor
+from skol_spark.scoring import worker_log
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,9 @@ def _execute(spark, plan: RunPlan, fs, recorder) -> int:
     """Validate, score and publish, record; the broadcast, the warm-up and the lock never outlive the run."""
     config, sc = plan.config, spark.sparkContext
     smoke = SmokeTest(plan.artifact, plan.build, threads=config.scoring.tf_threads or 1, deferred=plan.env.warm)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.scoring.arrow_batch_size))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(plan.env.arrow_batch_size()))
     handle = sc.broadcast(plan.artifact)
-    builds = sc.accumulator(0)
+    builds = worker_log.accumulator(sc)  # model builds, and what each task scored on
     # started first: the workers' TensorFlow import and build overlap the driver's input checks
     warm = plan.env.warm_up(spark, plan.build, handle, builds)
     lock = OutputLock(fs, plan.paths) if fs else None
@@ -118,7 +119,8 @@ def _execute(spark, plan: RunPlan, fs, recorder) -> int:
         schema, seconds = score_and_publish(spark, df, scoring, handle, builds, config, plan.paths, fs, recorder,
                                             lines=report.lines)
         recorder.mark_published()
-        recorder.scoring(seconds=seconds, builds=builds.value, window=plan.window, stride=plan.stride,
+        recorder.scoring(seconds=seconds, builds=worker_log.builds(builds.value), window=plan.window,
+                         stride=plan.stride, workers=worker_log.workers(builds.value), devices=plan.env.devices(),
                          partitions=scoring.partitions, tf_threads=plan.build.tf_threads,
                          warm_up=warm.summary() if warm else None, predictor=predictor, presorted=presorted,
                          smoke_test=smoke.where, environment=plan.env.kind)

@@ -15,6 +15,7 @@ import logging
 log = logging.getLogger(__name__)
 
 TASK_LINES = 200_000  # on a cluster, at least one scoring task per this many lines
+GPU_CONF = ("spark.executor.resource.gpu.amount", "spark.task.resource.gpu.amount")
 
 
 def is_local_master(master: str) -> bool:
@@ -48,11 +49,37 @@ class Cluster:
 
     kind = "cluster"
 
-    def __init__(self, sc, config) -> None:
+    def __init__(self, sc, config, *, gpus: int | None = None) -> None:
         self.config = config
         self.cores = max(1, sc.defaultParallelism)
-        self.warm = warm_up_wanted(sc.master, sc.getConf().get("spark.python.worker.reuse", "true"),
-                                   config.scoring.warm_up)
+        conf = sc.getConf()
+        self.warm = warm_up_wanted(sc.master, conf.get("spark.python.worker.reuse", "true"), config.scoring.warm_up)
+        self.gpu_conf = {k: conf.get(k) for k in GPU_CONF if conf.get(k) is not None}
+        self.gpus = self.detect_gpus() if gpus is None else gpus
+
+    def detect_gpus(self) -> int:
+        """GPUs per executor as Spark schedules them (``spark.executor.resource.gpu.amount``); warns when
+        tasks do not ask for one (``device.gpu_scheduling_advice``)."""
+        from skol_spark.model.device import gpu_scheduling_advice
+
+        advice = gpu_scheduling_advice(self.gpu_conf.get(GPU_CONF[0]), self.gpu_conf.get(GPU_CONF[1]))
+        if advice:
+            log.warning("%s", advice)
+        try:
+            return int(float(self.gpu_conf.get(GPU_CONF[0]) or 0))
+        except ValueError:
+            return 0
+
+    def arrow_batch_size(self) -> int:
+        """Lines per Arrow batch (``device.arrow_batch_size``: larger where GPUs score)."""
+        from skol_spark.model.device import arrow_batch_size
+
+        return arrow_batch_size(self.config.scoring.arrow_batch_size, gpus=self.gpus)
+
+    def devices(self) -> dict:
+        """For the run manifest: GPUs the layout counted on and Spark's GPU settings (the workers' own view
+        is in ``scoring.workers``)."""
+        return {"gpus": self.gpus, **self.gpu_conf}
 
     def tf_threads(self) -> int:
         """TensorFlow threads per scoring task (0: the task's cores)."""
@@ -87,16 +114,25 @@ class LocalMaster(Cluster):
 
     kind = "local"
 
+    def detect_gpus(self) -> int:
+        """GPUs on this machine (``device.host_gpus``: the driver's /proc view, no TensorFlow import)."""
+        from skol_spark.model.device import host_gpus
+
+        return host_gpus()
+
     def tf_threads(self) -> int:
-        s = self.config.scoring
-        if s.partitions:
-            return s.tf_threads
-        return s.tf_threads or max(1, self.cores // self.partitions(0))
+        return self._layout()[1]
 
     def partitions(self, lines: int) -> int:
         if self.config.scoring.partitions:
             return super().partitions(lines)
-        return -(-self.cores // 4)  # up to 4 cores per task: one TensorFlow pool each
+        return self._layout()[0]  # one task per GPU, else up to 4 cores per task: one TensorFlow pool each
+
+    def _layout(self) -> tuple[int, int]:
+        from skol_spark.model.device import local_layout
+
+        s = self.config.scoring
+        return local_layout(self.cores, self.gpus, partitions=s.partitions, tf_threads=s.tf_threads)
 
     def warm_workers(self) -> int:
         return min(self.cores, self.partitions(0) or self.cores)
@@ -117,7 +153,7 @@ class LocalMaster(Cluster):
         return None
 
 
-def environment(spark, config) -> Cluster:
-    """The run's ``LocalMaster`` or ``Cluster``."""
+def environment(spark, config, *, gpus: int | None = None) -> Cluster:
+    """The run's ``LocalMaster`` or ``Cluster``; ``gpus``: the detection, passed in (tests), else made."""
     sc = spark.sparkContext
-    return (LocalMaster if is_local_master(sc.master) else Cluster)(sc, config)
+    return (LocalMaster if is_local_master(sc.master) else Cluster)(sc, config, gpus=gpus)

@@ -62,7 +62,7 @@ class WarmUp:
                 inject_test_fault("warm-up")  # tests: SKOL_FAULT=...:partition=warm-up
                 for _ in batches:
                     pass
-                predict, built = worker_predictor(spec, handle.value, builds)
+                predict, built = worker_predictor(spec, handle.value, builds, job="warm-up")
                 import tensorflow as tf  # imported by the build; the worker's pool as it took effect (manifest)
 
                 threads = tf.config.threading.get_intra_op_parallelism_threads()

@@ -61,8 +61,9 @@ def _installed_version(package: str) -> str:
         raise DependencyError(f"{package} is not installed: pip install '{package}>=3.15'") from None
 
 
-def configure_tensorflow(threads: int) -> None:
-    """Pin TensorFlow's thread pools to the cores this task owns, before the first op.
+def configure_tensorflow(threads: int):
+    """Pin TensorFlow's thread pools to the cores this task owns, before the first op; set up the device
+    (``device.worker_device``: TF32 off, GPU memory growth). -> the ``device.WorkerDevice`` that scores.
 
     Two Python workers on two cores each running TF's default pools (one
     thread per core, twice over) oversubscribe the machine; pinning is the
@@ -71,12 +72,15 @@ def configure_tensorflow(threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    from skol_spark.model.device import worker_device
+
     threads = max(1, int(threads))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         pass  # the runtime is already initialised in this process; keep its settings
+    return worker_device()
 
 
 def check_architecture(architecture: str, *, custom_modules: Sequence[str] = (),
@@ -269,6 +273,9 @@ def build_predictor(artifact: ModelArtifact, *, custom_modules: Sequence[str] = 
     (each line's first-layer product computed once), if it reproduces the
     model's golden outputs; otherwise Keras' own call.
     """
+    from skol_spark.model.device import exact_float32
+
+    exact_float32()  # the golden outputs were computed in float32: compare like with like on any device
     model = rebuild_model(artifact, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
     predict = make_predict_fn(model)
     fast = checked_line_predictor(artifact, model, predict, where) if line_projection else None
@@ -281,6 +288,16 @@ def build_predictor(artifact: ModelArtifact, *, custom_modules: Sequence[str] = 
 def predictor_kind(predict) -> str:
     """``line_projection`` or ``keras``: which predictor ``build_predictor`` returned (run manifest)."""
     return "line_projection" if hasattr(predict, "predict_rows") else "keras"
+
+
+def scoring_facts(artifact: ModelArtifact, predict, device) -> dict[str, Any]:
+    """What a worker scores with, for the run manifest: host, device, TF32, golden tolerance, predictor path."""
+    from skol_spark.model import device as devices
+
+    paths = devices.recurrent_paths(json.loads(artifact.architecture), gpu=device.gpu)
+    return {"host": os.uname().nodename, "device": device.name, "tf32": devices.tf32_enabled(),
+            "memory_growth": device.memory_growth, "golden_tolerance": GOLDEN_TOLERANCE,
+            "predictor": devices.predictor_path(predictor_kind(predict), paths)}
 
 
 def checked_line_predictor(artifact: ModelArtifact, model, predict, where: str):

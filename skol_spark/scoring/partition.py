@@ -15,6 +15,7 @@ document's lines itself and refuses a document that comes back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from skol_spark.errors import ExecutorError, InputContractError, JobFailedError,
 from skol_spark.scoring.features import concat_sources, decode_features, nonfinite_rows
 from skol_spark.scoring.rules import follows, null_like
 from skol_spark.scoring.windowing import score_lines
+from skol_spark.scoring.worker_log import WorkerModel, record_task
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +77,14 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         with errors_for_the_driver():
             inject_test_fault()
-            predict = None
+            predict, task_plan = None, plan
             for table in iter_complete_documents(batches, plan.doc_col, check_runs=plan.presorted):
                 if predict is None:
-                    predict, _ = worker_predictor(plan.build, artifact_handle.value, builds)
-                yield from score_table(table, plan, predict).to_batches()
+                    model, built = worker_model(plan.build, artifact_handle.value)
+                    task_plan = dataclasses.replace(plan, batch_size=model.batch_size(plan.batch_size))
+                    record_task(builds, model, built, batch_size=task_plan.batch_size)
+                    predict = model.predict
+                yield from score_table(table, task_plan, predict).to_batches()
 
     return score_partition
 
@@ -109,14 +114,18 @@ def inject_test_fault(partition: int | str | None = None) -> None:
         faults.maybe_inject(ctx.partitionId() if partition is None else partition, ctx.attemptNumber())
 
 
-def worker_predictor(spec: BuildSpec, artifact, builds=None):
-    """``(predict, built_now)``: the worker's cached predictor, built (and golden-checked) on first use only."""
+def worker_model(spec: BuildSpec, artifact) -> tuple[WorkerModel, bool]:
+    """``(model, built_now)``: the worker's cached predictor, built (and golden-checked) on first use only."""
     from skol_spark.model import cache as worker_cache
 
-    predict, built = worker_cache.get_or_build(predictor_key(spec, artifact), predictor_builder(spec, artifact))
-    if built and builds is not None:
-        builds.add(1)
-    return predict, built
+    return worker_cache.get_or_build(predictor_key(spec, artifact), predictor_builder(spec, artifact))
+
+
+def worker_predictor(spec: BuildSpec, artifact, builds=None, *, job: str = "scoring"):
+    """``(predict, built_now)``, the task recorded in ``builds`` (a ``worker_log`` accumulator) if given."""
+    model, built = worker_model(spec, artifact)
+    record_task(builds, model, built, job=job)
+    return model.predict, built
 
 
 def predictor_key(spec: BuildSpec, artifact) -> str:
@@ -124,13 +133,14 @@ def predictor_key(spec: BuildSpec, artifact) -> str:
 
 
 def predictor_builder(spec: BuildSpec, artifact) -> Callable:
-    def build():
-        from skol_spark.model.builder import build_predictor, configure_tensorflow
+    def build() -> WorkerModel:
+        from skol_spark.model.builder import build_predictor, configure_tensorflow, scoring_facts
 
-        configure_tensorflow(spec.tf_threads or task_cpus())
-        return build_predictor(artifact, custom_modules=spec.custom_modules, allow_unsafe=spec.allow_unsafe,
-                               line_projection=spec.line_projection,
-                               where=f"executor {os.uname().nodename} pid {os.getpid()}")
+        device = configure_tensorflow(spec.tf_threads or task_cpus())
+        predict = build_predictor(artifact, custom_modules=spec.custom_modules, allow_unsafe=spec.allow_unsafe,
+                                  line_projection=spec.line_projection,
+                                  where=f"executor {os.uname().nodename} pid {os.getpid()}")
+        return WorkerModel(predict, scoring_facts(artifact, predict, device), gpu=device.gpu)
     return build
 
 

@@ -210,6 +210,9 @@ class ModelStore:
         architecture = model.to_json()
         check_architecture(architecture, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
         weights = encode_weights(model.get_weights())
+        from skol_spark.model.device import exact_float32
+
+        exact_float32()  # golden outputs in float32 even on a GPU that would use TF32 (docs/gpu.md)
         probe = golden_inputs(golden_seed, window, features)
         outputs = model(as_declared_input(model, probe), training=False)
         outputs = outputs.numpy() if hasattr(outputs, "numpy") else outputs
