@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from skol_spark.errors import ConfigError
+from skol_spark.store.connection import RedisSettings
 from skol_spark.store.connection import redact_url  # the one rule for what of a URL may be shown
 
 OUTPUT_MODES = ("error", "overwrite", "append", "incremental")
@@ -28,20 +29,6 @@ WARM_UP = ("auto", "always", "never")
 PREDICTORS = ("auto", "keras")
 SORT_POLICIES = ("auto", "always")
 RESCORE_POLICIES = ("new-version", "never")
-
-
-@dataclass(frozen=True)
-class RedisConfig:
-    """Where the model store lives. ``url`` may be ``embedded`` (start a local redis-server)."""
-
-    url: str = ""
-    password_env: str = "SKOL_REDIS_PASSWORD"
-    password_file: str = ""
-    ssl_ca_file: str = ""
-    connect_timeout: float = 2.0
-    socket_timeout: float = 5.0
-    retries: int = 3
-    prefix: str = "skol"
 
 
 @dataclass(frozen=True)
@@ -115,7 +102,7 @@ class JobSettings:
 
 @dataclass(frozen=True)
 class JobConfig:
-    redis: RedisConfig = field(default_factory=RedisConfig)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)

@@ -6,19 +6,17 @@ Spark broadcast and never open a connection.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
 from skol_spark.job.config import JobConfig
-from skol_spark.store.connection import RedisSettings, connect, endpoint
+from skol_spark.store.connection import RedisSettings, connect, endpoint, resolved_url
 
 EMBEDDED = "embedded"
 
 
 def redis_settings(config: JobConfig, url: str | None = None) -> RedisSettings:
-    r = config.redis
-    return RedisSettings(url=url or r.url or os.environ.get("SKOL_REDIS_URL") or "redis://127.0.0.1:6379/0",
-                         password_env=r.password_env, password_file=r.password_file, ssl_ca_file=r.ssl_ca_file,
-                         connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout, retries=r.retries)
+    """The config's Redis settings with the URL resolved (``url`` overrides it, e.g. an embedded server's)."""
+    return dataclasses.replace(config.redis, url=url or resolved_url(config.redis))
 
 
 def open_store(settings: RedisSettings, *, prefix: str = "skol", chunk_size: int | None = None):

@@ -29,13 +29,22 @@ PUBLIC_QUERY_OPTIONS = frozenset({
 
 @dataclass(frozen=True)
 class RedisSettings:
-    url: str = DEFAULT_URL
+    """Where the model store lives and how to reach it: the job config's ``redis`` section, and what the
+    ``model`` commands build from their flags. ``url`` may be ``embedded`` (a local redis-server started
+    for the run); empty means ``$SKOL_REDIS_URL``, else ``DEFAULT_URL`` (``resolved_url``)."""
+
+    url: str = ""
     password_env: str = "SKOL_REDIS_PASSWORD"
     password_file: str = ""
     ssl_ca_file: str = ""
     connect_timeout: float = 2.0
     socket_timeout: float = 5.0
     retries: int = 3
+    prefix: str = "skol"
+
+
+def resolved_url(settings: RedisSettings) -> str:
+    return settings.url or os.environ.get("SKOL_REDIS_URL") or DEFAULT_URL
 
 
 def endpoint(url: str) -> str:
@@ -109,9 +118,10 @@ def connect(settings: RedisSettings):
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    scheme = urlsplit(settings.url).scheme
+    url = resolved_url(settings)
+    scheme = urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"redis.url: expected redis://, rediss:// or unix://, got {redact_url(settings.url)!r}")
+        raise ConfigError(f"redis.url: expected redis://, rediss:// or unix://, got {redact_url(url)!r}")
     kwargs: dict = dict(
         socket_connect_timeout=settings.connect_timeout,
         socket_timeout=settings.socket_timeout,
@@ -125,10 +135,10 @@ def connect(settings: RedisSettings):
     if scheme == "rediss" and settings.ssl_ca_file:
         kwargs["ssl_ca_certs"] = settings.ssl_ca_file
     try:
-        client = redis.Redis.from_url(settings.url, **kwargs)
+        client = redis.Redis.from_url(url, **kwargs)
     except ValueError as e:
-        raise ConfigError(f"redis.url is not a valid Redis URL ({endpoint(settings.url)}): {type(e).__name__}") from None
-    ping(client, settings.url, secrets=(password or "", *url_secrets(settings.url)))
+        raise ConfigError(f"redis.url is not a valid Redis URL ({endpoint(url)}): {type(e).__name__}") from None
+    ping(client, url, secrets=(password or "", *url_secrets(url)))
     return client
 
 
