@@ -275,7 +275,12 @@ def _delete(store, args) -> int:
 
 def _gc(store, args) -> int:
     from skol_spark.store.gc import find_unpublished, remove_orphan
+    from skol_spark.store.model_store import validate_name
 
+    if args.grace < 0:
+        raise ConfigError(f"--grace {args.grace:g}: must be >= 0 seconds")
+    if args.name:
+        validate_name(args.name)
     found = find_unpublished(store, args.name)
     orphans = [u for u in found if u.is_orphan(args.grace)]
     for u in found:

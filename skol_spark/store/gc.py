@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from skol_spark.errors import RedisUnavailableError
+
 DEFAULT_GRACE_SECONDS = 3600.0
 VERSION_PART = re.compile(r"v([0-9]+)")
 
@@ -50,7 +52,7 @@ def find_unpublished(store, name: str | None = None) -> list[Unpublished]:
         match = VERSION_PART.fullmatch(parts[1]) if len(parts) > 2 else None
         if match:
             groups.setdefault((parts[0], int(match.group(1))), []).append(raw.decode())
-    now = float(store._call(client.time)[0])
+    now = server_time(store)
     found = []
     for model in sorted(names):
         published = set(store.versions(model))
@@ -89,6 +91,18 @@ def remove_orphan(store, orphan: Unpublished) -> bool:
                     continue
 
     return store._call(transaction)
+
+
+def server_time(store) -> float:
+    """Seconds since the epoch on the Redis server's clock, so publisher and gc, on different hosts, age
+    publishes by one clock; this host's clock where the ACL user may not run TIME."""
+    import time
+
+    try:
+        seconds, micros = store._call(store.client.time)
+        return seconds + micros / 1e6
+    except RedisUnavailableError:  # NOPERM; a lost connection fails the next command anyway
+        return time.time()
 
 
 def _publish_starts(raw: dict[bytes, bytes]) -> dict[int, float]:

@@ -34,6 +34,7 @@ from skol_spark.model.artifact import (FORMAT_VERSION, ModelArtifact, encode_wei
                                  golden_inputs, sha256)
 from skol_spark.errors import (ConfigError, ModelIntegrityError, ModelNotFoundError, ModelStoreError,
                                RedisUnavailableError)
+from skol_spark.store.gc import server_time
 from skol_spark.store.manifest_schema import check_manifest
 from skol_spark.store.publish_checks import check_publishable, compile_object_names
 
@@ -245,7 +246,7 @@ class ModelStore:
                        extras: Mapping[str, bytes], aliases: Iterable[str]) -> int:
         version = int(self._call(self.client.incr, self._key(name, "next")))
         manifest["version"] = version
-        started = int(self._call(self.client.time)[0])  # the server's clock: gc compares with the same clock
+        started = int(server_time(self))  # gc ages the publish by the same clock
         self._call(self.client.hset, self._key(name, "pending"), str(version), started)
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self._vkey(name, version, "architecture"), architecture)
