@@ -100,7 +100,7 @@ def test_D3_null_features_and_keys_same_policy_counts_reconcile(spark, tmp_path,
                             (None, 0, [0.3] * FEATURES), ("nullline-doc", None, [0.3] * FEATURES)]
     refused = run(tmp_path, redis_server, prefix, lines_table(rows), name="refused")
     assert refused.code == errors.InputContractError.exit_code, refused.err[-2000:]
-    assert "2 line(s) with null doc_id/line_number" in refused.err
+    assert "2 line(s) with null doc_id/line_number (or NaN)" in refused.err
     assert "1 line(s) with null features" in refused.err
     assert_no_output(tmp_path / "refused")
 
@@ -451,7 +451,7 @@ def test_nan_document_id_is_refused_as_a_null_key(float_keyed_runs):
     """Item 4: NaN is not equal to itself: the worker would score each line as its own document, Spark groups
     them. Refused like a null key, and quarantined like one."""
     tmp, results = float_keyed_runs
-    refused(results["refused"], "2 line(s) with null or NaN doc_id/line_number, e.g. doc_id='NaN'",
+    refused(results["refused"], "2 line(s) with null doc_id/line_number (or NaN), e.g. doc_id='NaN'",
             "NaN is not equal to itself")
     assert_no_output(tmp / "refused")
     assert_quarantined(tmp, results, {"nan": "null_key", 99.0: "nonfinite"}, bad_lines=4)
@@ -470,8 +470,8 @@ def test_float64_features_beyond_float32_are_refused_or_quarantined(float_keyed_
     """Item 7: 1e300 is finite as a double and inf as the float32 the model sees: the scan checks the value
     after the cast, so quarantine sets the document aside instead of failing the run with 20."""
     tmp, results = float_keyed_runs
-    refused(results["refused"], "1 line(s) with NaN, inf or null values in features, or values beyond float32's "
-                                "range, e.g. doc_id='99.0' line_number=1")
+    refused(results["refused"], "1 line(s) with NaN, inf or null values in features, e.g. doc_id='99.0' "
+                                "line_number=1", "a double beyond +-3.4e38 is inf")
     assert_no_output(tmp / "refused")
     assert_quarantined(tmp, results, {"nan": "null_key", 99.0: "nonfinite"}, bad_lines=4)
 
@@ -634,3 +634,33 @@ def test_csv_given_as_parquet_says_it_is_not_parquet(spark, tmp_path, redis_serv
                       "Set input.format to the file's format")
     assert "An error occurred while calling" not in message
     assert_no_output(tmp_path / "out")
+
+
+def test_stray_non_parquet_file_in_the_input_is_named(spark, tmp_path, redis_server, prefix):
+    """Item 13's sibling: Spark infers the schema from the first file; a stray text file beside it fails the
+    validation scan itself, which names it."""
+    src = tmp_path / "out-input"
+    write_table(src, lines_table(rows_of(GOOD)))
+    (src / "zz-notes.txt").write_text("scored on Monday\n")
+    conf = write_config(tmp_path / "out.yaml", redis_url=redis_server.url, prefix=prefix, model=MODEL,
+                        input_path=src, output_path=tmp_path / "out")
+    refused(run_cli(predict_args(conf)), "zz-notes.txt is not a Parquet file (it begins with b'scored o'",
+            "move it out of the input directory")
+    assert_no_output(tmp_path / "out")
+
+
+def test_document_ids_that_spark_and_the_worker_would_group_differently_are_refused(spark):
+    """Item 4's siblings: a key must mean the same document to Spark's grouping and to the worker's
+    comparison. A collated string (Spark: 'A' = 'a'), or an array/struct id, is refused by the schema."""
+    from pyspark.sql import functions as F
+
+    from skol_spark.job.validate import check_schema
+
+    df = spark.createDataFrame([("A", 0, [0.5] * FEATURES)], "doc_id string, line_number int, features array<float>")
+    keys = dict(doc_col="doc_id", line_col="line_number", features_col="features")
+    assert check_schema(df, **keys) == "array"
+    with pytest.raises(errors.InputContractError, match="has collation UTF8_LCASE: Spark would group ids"):
+        check_schema(df.withColumn("doc_id", F.collate("doc_id", "UTF8_LCASE")), **keys)
+    with pytest.raises(errors.InputContractError, match=r"must be a string or a number naming the document, "
+                                                        r"got array<string>"):
+        check_schema(df.withColumn("doc_id", F.array("doc_id")), **keys)

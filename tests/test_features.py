@@ -307,6 +307,6 @@ def test_check_batch_refuses_nan_document_ids():
 
     table = pa.table({"doc": pa.array([1.0, float("nan"), float("nan")]), "line": pa.array([0, 0, 1], pa.int32())})
     features = DenseFeatures(np.ones((3, SIZE), np.float32))
-    with pytest.raises(ValueError, match=r"2 line\(s\) with null or NaN doc/line, e.g. doc=nan line=0"):
+    with pytest.raises(ValueError, match=r"2 line\(s\) with null doc/line \(or NaN\), e.g. doc=nan line=0"):
         check_batch(table, _plan(), features)
     check_batch(table.slice(0, 1), _plan(), features.slice(0, 1))  # a finite float id is a fine key

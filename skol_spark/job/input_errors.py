@@ -53,17 +53,21 @@ def java_summary(error: BaseException) -> str:
     return lines[0][:400] if lines else type(error).__name__
 
 
-def unreadable_input(spark, error: BaseException, *, fmt: str | None, source: str) -> InputContractError | None:
+def unreadable_input(spark, error: BaseException, *, fmt: str | None, source: str,
+                     input_files: list[str] = ()) -> InputContractError | None:
     """The InputContractError for a file Spark failed to read (``FAILED_READ_FILE``), else None.
 
-    ``fmt``: the configured ``input.format``, None where unknown (then a file
-    whose footer Spark could not read was read as Parquet or ORC)."""
+    ``fmt``: the configured ``input.format``; None where unknown, and then the
+    file was read as Parquet if Spark could not read its footer, or if another
+    of ``input_files`` (the input's files) is Parquet."""
     condition, params = spark_condition(error)
     if not condition.startswith("FAILED_READ_FILE"):
         return None
     path = params.get("path") or source
     head = first_bytes(spark, path)
-    read_as_parquet = fmt == "parquet" or (fmt is None and condition.endswith("CANNOT_READ_FILE_FOOTER"))
+    read_as_parquet = fmt == "parquet" or (fmt is None and (
+        condition.endswith("CANNOT_READ_FILE_FOOTER") or any(
+            (first_bytes(spark, f) or b"").startswith(PARQUET_MAGIC) for f in input_files[:3] if f != path)))
     if head is not None and head.startswith(PARQUET_MAGIC):
         what = "a corrupt or truncated Parquet file"
     elif head is not None and read_as_parquet:

@@ -79,6 +79,12 @@ def check_schema(df, *, doc_col: str, line_col: str, features_col: str, label_co
                                  T.TimestampType, T.TimestampNTZType)):
         raise InputContractError(f"column {doc_col!r} (input.doc_id_col) must be a string or a number naming the "
                                  f"document, got {doc_type.simpleString()}; derive an id column upstream")
+    collation = getattr(doc_type, "collation", "UTF8_BINARY") if isinstance(doc_type, T.StringType) else ""
+    if collation not in ("", "UTF8_BINARY"):
+        raise InputContractError(
+            f"column {doc_col!r} (input.doc_id_col) has collation {collation}: Spark would group ids that this "
+            "collation calls equal (e.g. differing in case) as one document, while the scoring task compares "
+            f"them byte for byte. Use collate({doc_col}, 'UTF8_BINARY') upstream")
     return feature_kind(df.schema[features_col].dataType)
 
 
@@ -195,9 +201,13 @@ def scan_failure(df, error: Exception) -> Exception:
     """The one-line error for a validation scan Spark could not run."""
     from skol_spark.job.input_errors import java_summary, unreadable_input
 
-    return unreadable_input(df.sparkSession, error, fmt=None, source="the input") or JobFailedError(
-        f"the validation scan of the input failed, nothing was written: {java_summary(error)}. Run with --debug "
-        "for Spark's traceback")
+    try:
+        files = list(df.inputFiles())
+    except Exception:
+        files = []
+    unreadable = unreadable_input(df.sparkSession, error, fmt=None, source="the input", input_files=files)
+    return unreadable or JobFailedError(f"the validation scan of the input failed, nothing was written: "
+                                        f"{java_summary(error)}. Run with --debug for Spark's traceback")
 
 
 def _scan(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,

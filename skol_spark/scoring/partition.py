@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from skol_spark.errors import ExecutorError, InputContractError, JobFailedError, SkolError
 from skol_spark.scoring.features import concat_sources, decode_features, nonfinite_rows
-from skol_spark.scoring.rules import follows, null_like
+from skol_spark.scoring.rules import describe, follows, null_like
 from skol_spark.scoring.windowing import score_lines
 from skol_spark.scoring.worker_log import WorkerModel, record_task
 
@@ -247,8 +247,10 @@ def check_batch(table: pa.Table, plan: ScoringPlan, features) -> None:
     docs = table.column(plan.doc_col).combine_chunks()
     null_keys = np.flatnonzero(null_like(docs) | null_like(lines))
     if null_keys.size:
-        raise InputContractError(f"{null_keys.size} line(s) with null or NaN {plan.doc_col}/{plan.line_col}, e.g. "
-                                 f"{plan.doc_col}={docs[int(null_keys[0])]} {plan.line_col}={lines[int(null_keys[0])]}")
+        what = describe("null_key", doc=plan.doc_col, line=plan.line_col, col=plan.features_col,
+                        size=plan.feature_size)
+        raise InputContractError(f"{null_keys.size} line(s) with {what}, e.g. {plan.doc_col}={docs[int(null_keys[0])]} "
+                                 f"{plan.line_col}={lines[int(null_keys[0])]}")
     n = len(lines)
     if n > 1:
         same_doc = pc.equal(docs.slice(1), docs.slice(0, n - 1))

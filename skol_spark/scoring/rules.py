@@ -19,13 +19,13 @@ import pyarrow.compute as pc
 
 # flag -> what is wrong (``{col}``: the feature column, ``{size}``: the model's feature size)
 WHAT = {
-    "null_key": "null or NaN {doc}/{line}",
+    "null_key": "null {doc}/{line} (or NaN)",
     "null_features": "null {col}",
     "bad_size": "{col} not of size {size} (the model's feature size)",
     "bad_index": "a sparse index outside 0..{last} in {col}",
     "repeated_index": "the same sparse index twice in one line of {col}",
     "sparse_lengths": "sparse {col} whose indices and values differ in length",
-    "nonfinite": "NaN, inf or null values in {col}, or values beyond float32's range",
+    "nonfinite": "NaN, inf or null values in {col}",  # as the model sees them: float32
     "duplicate": "duplicate ({doc}, {line}) rows",
 }
 FIXES = {
@@ -37,8 +37,9 @@ FIXES = {
     "repeated_index": "sum or deduplicate the entries of each sparse vector (Spark ML's own vectors refuse "
                       "repeated indices; which value would win is undefined)",
     "sparse_lengths": "build each sparse vector from one list of (index, value) pairs",
-    "nonfinite": "replace NaN/inf/null values upstream and scale values into float32's range (the model sees "
-                 "float32; an LSTM turns one NaN or inf into NaN for the whole window)",
+    "nonfinite": "replace NaN/inf/null values upstream, and scale values into float32's range (the model sees "
+                 "float32, where a double beyond +-3.4e38 is inf; an LSTM turns one NaN or inf into NaN for the "
+                 "whole window)",
     "duplicate": "deduplicate the input on (document id, line number)",
 }
 FLAGS = tuple(WHAT)
