@@ -1,5 +1,6 @@
 """Shared fixtures: one real redis-server per test module, one local SparkSession per session,
-and small real Keras models trained with a closure loss.
+a small real Keras model trained with a closure loss, and a factory that publishes models into the
+module's store. Helpers that are not fixtures live in ``tests/helpers.py``.
 
 Set SKOL_REDIS_URL to run against an existing server instead (keys go under a
 unique prefix per module so nothing collides).
@@ -15,14 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-import numpy as np
 import pytest
 
 from skol_spark.store.embedded import start_redis
-
-LABELS = ["Nomenclature", "Description", "Misc"]
-WINDOW = 8
-FEATURES = 6
+from tests.helpers import LABELS, Published, train_closure_model
 
 
 @pytest.fixture(scope="module")
@@ -56,45 +53,26 @@ def store(redis_client):
     return ModelStore(redis_client, prefix=f"t{uuid.uuid4().hex[:8]}")
 
 
-def make_closure_loss(class_weights):
-    """The closure loss users train with: its name cannot be found again by Keras."""
-    import keras.ops as ops
-
-    weights = np.asarray(class_weights, dtype="float32")
-
-    def weighted_categorical_crossentropy(y_true, y_pred):
-        y_pred = ops.clip(y_pred, 1e-7, 1.0)
-        return -ops.sum(y_true * ops.log(y_pred) * weights, axis=-1)
-
-    return weighted_categorical_crossentropy
-
-
-def build_bilstm(window=WINDOW, features=FEATURES, classes=len(LABELS), units=4, seed=0):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((window, features))
-    x = keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True))(inp)
-    out = keras.layers.TimeDistributed(keras.layers.Dense(classes, activation="softmax"))(x)
-    return keras.Model(inp, out)
-
-
-def train_closure_model(window=WINDOW, features=FEATURES, seed=0):
-    """A small BiLSTM trained a few steps with a closure loss (real weights, not the init)."""
-    import keras
-
-    model = build_bilstm(window, features, seed=seed)
-    model.compile(optimizer="adam", loss=make_closure_loss([1.0, 2.0, 0.5]), metrics=["accuracy"])
-    rng = np.random.default_rng(seed)
-    x = rng.random((32, window, features), dtype=np.float32)
-    y = keras.utils.to_categorical(rng.integers(0, len(LABELS), (32, window)), len(LABELS))
-    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-    return model
-
-
 @pytest.fixture(scope="session")
 def closure_model():
     return train_closure_model()
+
+
+@pytest.fixture(scope="module")
+def publish_model(redis_server, redis_client):
+    """A factory: ``publish_model(model, name="lines", *, prefix=None, labels=LABELS, **publish options)``
+    publishes ``model`` into the module's store (its own fresh key prefix unless ``prefix`` is given) and
+    returns a ``helpers.Published`` (store, url, name, version, model)."""
+    from skol_spark.store.model_store import ModelStore
+
+    module_prefix = f"t{uuid.uuid4().hex[:8]}"
+
+    def publish(model, name: str = "lines", *, prefix: str | None = None, labels=LABELS, **options) -> Published:
+        store = ModelStore(redis_client, prefix=prefix or module_prefix)
+        version = store.publish(model, name, labels=labels, **options)
+        return Published(store=store, url=redis_server.url, name=name, version=version, model=model)
+
+    return publish
 
 
 @pytest.fixture(scope="session")

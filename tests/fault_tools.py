@@ -11,13 +11,14 @@
 - ``Proxy``: a threaded TCP proxy that drops connections mid-transfer or
   throttles the link (toxiproxy is not available here).
 - ``make_certs``: a CA, a server certificate for 127.0.0.1 and an unrelated CA.
-- small data helpers: documents -> parquet, output digests, model publishing.
+- ``wide_model``: a model with > 1 MB of weights.
+
+Corpora, job configs and output readers are in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import socket
@@ -28,15 +29,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import yaml
+from tests.helpers import LABELS, WINDOW
 
 ROOT = Path(__file__).resolve().parent.parent
-FEATURES = 6
-WINDOW = 8
-LABELS = ["Nomenclature", "Description", "Misc"]
 
 
 # ---- running the CLI ------------------------------------------------------------------------------------
@@ -127,87 +122,6 @@ def worker_fault(spark, spec: str):
 
 def predict_args(conf: str, *extra: str) -> list[str]:
     return ["predict", "--conf", conf, "--quiet", *extra]
-
-
-def write_config(path: Path, *, redis_url: str, prefix: str, model: str, input_path: str | Path,
-                 output_path: str | Path, mode: str = "error", **sections: dict) -> str:
-    """A job YAML pointed at test data; ``sections`` update/extend (e.g. scoring={...})."""
-    conf = {
-        "redis": {"url": redis_url, "prefix": prefix, "connect_timeout": 1, "socket_timeout": 2, "retries": 1},
-        "model": {"name": model, "version": "production"},
-        "input": {"path": str(input_path)},
-        "scoring": {"batch_size": 64},
-        "output": {"path": str(output_path), "mode": mode, "report": False},
-        "job": {"progress": False},
-    }
-    for section, values in sections.items():
-        conf.setdefault(section, {}).update(values)
-    Path(path).write_text(yaml.safe_dump(conf, sort_keys=False))
-    return str(path)
-
-
-# ---- data ----------------------------------------------------------------------------------------------
-def make_documents(prefix: str, count: int, *, seed: int, max_lines: int = 21) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {f"{prefix}-{i:03d}": rng.random((int(rng.integers(1, max_lines)), FEATURES), dtype=np.float32)
-            for i in range(count)}
-
-
-def documents_table(docs: dict[str, np.ndarray], *, ingest_date: str = "2026-11-01") -> pa.Table:
-    doc_ids, lines, feats = [], [], []
-    for doc, x in docs.items():
-        for i, row in enumerate(x):
-            doc_ids.append(doc)
-            lines.append(i)
-            feats.append(None if row is None else [float(v) for v in row])
-    return pa.table({"doc_id": pa.array(doc_ids, pa.string()), "line_number": pa.array(lines, pa.int32()),
-                     "features": pa.array(feats, pa.list_(pa.float32())),
-                     "ingest_date": pa.array([ingest_date] * len(lines), pa.string())})
-
-
-def write_table(path: str | Path, table: pa.Table) -> int:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, str(Path(path) / "part-0.parquet"))
-    return table.num_rows
-
-
-def read_output(path: str | Path) -> pa.Table:
-    import pyarrow.dataset as ds
-
-    return ds.dataset(str(path), format="parquet", partitioning="hive", exclude_invalid_files=True).to_table()
-
-
-def tree_digest(root: str | Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file under ``root`` ({} when absent)."""
-    root = Path(root)
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def assert_no_output(output: Path) -> None:
-    """Destination absent, or holding no data file and no success marker."""
-    if not output.exists():
-        return
-    files = [p for p in output.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
-             and "_temporary" not in p.parts]
-    assert not files, f"output files were published: {files[:5]}"
-    assert not (output / "_SUCCESS").exists()
-
-
-def keys_of(table: pa.Table) -> list[tuple[str, int]]:
-    return list(zip(table.column("doc_id").to_pylist(), table.column("line_number").to_pylist()))
-
-
-def by_key(table: pa.Table) -> dict[tuple[str, int], list[float]]:
-    return dict(zip(keys_of(table), table.column("probabilities").to_pylist()))
-
-
-def close(a: dict, b: dict, atol: float = 1e-6) -> bool:
-    """Same keys, same probabilities up to float noise (runs with other TensorFlow thread counts may
-    sum in another order)."""
-    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=atol) for k in a)
 
 
 # ---- models ---------------------------------------------------------------------------------------------

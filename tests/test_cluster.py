@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 
 from skol_spark.store.embedded import free_port
-from tests.conftest import LABELS, WINDOW, train_closure_model
-from tests.jobkit import assert_matches_reference, make_documents, read_output, reference_scores, write_config, \
-    write_input
+from tests.helpers import (WINDOW, assert_matches_reference, make_documents, read_output, reference_scores,
+                           train_closure_model, write_config, write_input)
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -106,13 +105,9 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def published(redis_client):
-    from skol_spark.store.model_store import ModelStore
-
-    store = ModelStore(redis_client, prefix="cluster")
-    model = train_closure_model(seed=11)
-    store.publish(model, "lines", labels=LABELS, stride=WINDOW // 2, aliases=["production"])
-    return model
+def published(publish_model):
+    return publish_model(train_closure_model(seed=11), "lines", prefix="cluster", stride=WINDOW // 2,
+                         aliases=["production"]).model
 
 
 SUBMIT_CONF = ["--conf", "spark.executor.cores=1", "--conf", "spark.cores.max=2", "--conf", "spark.executor.memory=1g",
@@ -130,7 +125,7 @@ def test_spark_submit_to_standalone_cluster_matches_keras(ship, cluster, publish
     write_input(tmp_path / "in" / "part-0.parquet", docs)
     conf = write_config(tmp_path / "job.yaml", redis_url="", prefix="cluster", model="lines",
                         input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="append",
-                        extra={"scoring": {"partitions": 4}})
+                        timeouts=(2, 5), scoring={"partitions": 4})
     cmd = [str(ROOT / "spark-submit.sh"), conf, "--master", cluster["url"], "--ship", ship, "--quiet",
            "--", *SUBMIT_CONF]
     # PYSPARK_PYTHON: the executors' interpreter, as a cluster admin would set it (valid on every node here)

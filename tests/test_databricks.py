@@ -115,8 +115,7 @@ def test_on_databricks_the_runtime_session_is_reused_and_never_stopped(spark, mo
                                                                        redis_client, closure_model):
     """predict on Databricks: the runtime's session (here: the active test session) survives the run."""
     from skol_spark.store.model_store import ModelStore
-    from tests.conftest import LABELS
-    from tests.jobkit import make_documents, read_output, write_input
+    from tests.helpers import LABELS, make_documents, read_output, write_input
 
     ModelStore(redis_client, prefix="dbx").publish(closure_model, "skol-lines", labels=LABELS,
                                                    aliases=["production"])

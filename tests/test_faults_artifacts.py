@@ -23,9 +23,8 @@ import pytest
 from skol_spark import errors
 from skol_spark.model.artifact import sha256
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS
-from tests.fault_tools import (ROOT, CliResult, assert_no_output, documents_table, make_documents, predict_args,
-                               run_cli, write_config, write_table)
+from tests.fault_tools import ROOT, CliResult, predict_args, run_cli
+from tests.helpers import LABELS, assert_no_output, documents_table, make_documents, write_config, write_table
 
 MODEL = "fa"
 
@@ -302,7 +301,7 @@ def test_M10_model_that_cannot_predict_fails_the_driver_smoke_test(spark, tmp_pa
                                                                     closure_model, input_path, warm_up):
     """With a warm-up (local masters) its workers' build fails first and the driver repeats the check, so the
     error is the driver's either way, before anything is written."""
-    from tests.conftest import build_bilstm
+    from tests.helpers import build_bilstm
 
     broken = build_bilstm()
     broken.set_weights([np.full_like(w, np.nan) for w in closure_model.get_weights()])

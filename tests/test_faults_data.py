@@ -14,10 +14,9 @@ import pytest
 
 from skol_spark import errors
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS
-from tests.fault_tools import (FEATURES, WINDOW, assert_no_output, by_key, close, documents_table, keys_of,
-                               make_documents, predict_args, read_output, run_cli, tree_digest, write_config,
-                               write_table)
+from tests.fault_tools import predict_args, run_cli
+from tests.helpers import (FEATURES, LABELS, WINDOW, assert_no_output, by_key, close, documents_table, keys_of,
+                           make_documents, read_output, tree_digest, write_config, write_table)
 
 MODEL = "fd"
 

@@ -17,10 +17,9 @@ import pytest
 
 from skol_spark import errors
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS
-from tests.fault_tools import (assert_no_output, by_key, close, documents_table, keys_of, kill_group, make_documents,
-                               predict_args, read_output, run_cli, run_cli_subprocess, tree_digest, worker_fault,
-                               write_config, write_table)
+from tests.fault_tools import kill_group, predict_args, run_cli, run_cli_subprocess, worker_fault
+from tests.helpers import (LABELS, assert_no_output, by_key, close, documents_table, keys_of, make_documents,
+                           read_output, tree_digest, write_config, write_table)
 
 MODEL = "fe"
 
@@ -234,7 +233,7 @@ def test_E8_two_concurrent_runs_write_exactly_one_copy(tmp_path, redis_server, p
 
 
 def test_E9_model_built_once_per_worker_not_per_batch(spark, tmp_path, redis_server, redis_client, data):
-    from tests.conftest import train_closure_model
+    from tests.helpers import train_closure_model
 
     prefix = f"fe9{uuid.uuid4().hex[:6]}"  # a new model: no worker has it cached yet
     ModelStore(redis_client, prefix=prefix).publish(train_closure_model(seed=9), MODEL, labels=LABELS,
@@ -302,7 +301,7 @@ def test_warm_up_builds_the_model_once_in_the_worker_that_then_scores(tmp_path, 
                                                                       clean):
     """A fresh CLI process on local[2]: while the driver validates the input, a one-task job builds the model in a
     Python worker; the scoring task then runs in that same worker, so the run builds the model once, not twice."""
-    from tests.conftest import train_closure_model
+    from tests.helpers import train_closure_model
 
     prefix = f"fwu{uuid.uuid4().hex[:6]}"
     model = train_closure_model(seed=9)

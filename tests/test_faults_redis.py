@@ -20,10 +20,9 @@ from skol_spark.store.embedded import free_port, start_redis
 from skol_spark.errors import ModelIntegrityError, ModelStoreError, RedisUnavailableError
 from skol_spark.store.connection import RedisSettings, connect
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS
-from tests.fault_tools import (Proxy, assert_no_output, documents_table, make_certs, make_documents, predict_args,
-                               read_output, run_cli, run_cli_subprocess, start_tls_redis, wide_model, write_config,
-                               write_table)
+from tests.fault_tools import Proxy, make_certs, predict_args, run_cli, run_cli_subprocess, start_tls_redis, wide_model
+from tests.helpers import (LABELS, assert_no_output, documents_table, make_documents, read_output, write_config,
+                           write_table)
 
 MODEL = "fr"
 
@@ -225,7 +224,7 @@ def _url(client) -> str:
 
 
 def test_R7_republish_while_reading_every_load_is_one_version(redis_client, closure_model, prefix):
-    from tests.conftest import train_closure_model
+    from tests.helpers import train_closure_model
 
     store = ModelStore(redis_client, prefix=f"{prefix}r7", chunk_size=2048)
     models = [closure_model, train_closure_model(seed=3)]
@@ -259,7 +258,7 @@ def test_R7_republish_while_reading_every_load_is_one_version(redis_client, clos
 def test_R8_alias_moved_mid_job_rows_carry_one_version(spark, tmp_path, redis_client, closure_model, prefix, input_path,
                                                        monkeypatch):
     from skol_spark.job import run as job_module
-    from tests.conftest import train_closure_model
+    from tests.helpers import train_closure_model
 
     store = ModelStore(redis_client, prefix=f"{prefix}r8")
     v1 = store.publish(closure_model, MODEL, labels=LABELS, aliases=["production"])

@@ -14,9 +14,8 @@ from skol_spark import errors
 from skol_spark.store.embedded import start_redis
 from skol_spark.store.connection import RedisSettings, connect
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS
-from tests.fault_tools import (ROOT, documents_table, make_documents, predict_args, read_output, run_cli,
-                               run_cli_subprocess, write_config, write_table)
+from tests.fault_tools import ROOT, predict_args, run_cli, run_cli_subprocess
+from tests.helpers import LABELS, documents_table, make_documents, read_output, write_config, write_table
 
 MODEL = "fs"
 PACKAGE = Path(skol_spark.__file__).parent

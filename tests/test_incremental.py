@@ -7,38 +7,36 @@ reuses the active session and does not stop a session it did not create.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
 from skol_spark.cli.main import main
-from tests.conftest import LABELS, train_closure_model
 from tests.fault_tools import worker_fault
-from tests.jobkit import (assert_matches_reference, make_documents, read_output, reference_scores, tree_digest,
-                          write_config, write_input)
+from tests.helpers import (LABELS, assert_matches_reference, make_documents, read_output, reference_scores,
+                           train_closure_model, tree_digest, write_config, write_input)
 
 MODEL = "lines"
+INCREMENTAL = dict(mode="incremental", timeouts=(2, 5), input={"watermark_col": "ingest_date"})
 
 
 @pytest.fixture(scope="module")
-def published(redis_client, closure_model):
+def published(publish_model, closure_model):
     """v1 (alias production) = the session's closure model; v2 = a differently trained one."""
-    from skol_spark.store.model_store import ModelStore
-
-    store = ModelStore(redis_client, prefix=f"inc{uuid.uuid4().hex[:8]}")
-    v1 = store.publish(closure_model, MODEL, labels=LABELS, aliases=["production"])
-    other = train_closure_model(seed=3)
-    v2 = store.publish(other, MODEL, labels=LABELS)
-    return {"store": store, "prefix": store.prefix, "models": {v1: closure_model, v2: other}, "v1": v1, "v2": v2}
+    first = publish_model(closure_model, MODEL, aliases=["production"])
+    second = publish_model(train_closure_model(seed=3), MODEL)
+    v1, v2 = first.version, second.version
+    return {"store": first.store, "prefix": first.prefix, "models": {v1: first.model, v2: second.model}, "v1": v1,
+            "v2": v2}
 
 
 @pytest.fixture
 def job(tmp_path, redis_server, published):
     paths = {"input": tmp_path / "input", "output": tmp_path / "out" / "predictions"}
     paths["conf"] = write_config(tmp_path / "job.yaml", redis_url=redis_server.url, prefix=published["prefix"],
-                                 model=MODEL, input_path=str(paths["input"]), output_path=str(paths["output"]))
+                                 model=MODEL, input_path=str(paths["input"]), output_path=str(paths["output"]),
+                                 **INCREMENTAL)
     return paths
 
 
@@ -180,8 +178,8 @@ def test_incremental_with_model_version_partitions_as_in_cluster_yaml(spark, tmp
     lines = write_input(tmp_path / "input" / "part-0.parquet", docs)
     output = tmp_path / "out" / "predictions"
     conf = write_config(tmp_path / "job.yaml", redis_url=redis_server.url, prefix=published["prefix"], model=MODEL,
-                        input_path=str(tmp_path / "input"), output_path=str(output),
-                        extra={"output": {"partition_by": ["model_version"]}})
+                        input_path=str(tmp_path / "input"), output_path=str(output), **INCREMENTAL,
+                        output={"partition_by": ["model_version"]})
     assert run(conf) == 0
     assert list(output.glob("run_id=*/model_version=1/*.parquet"))
     assert read_output(output).num_rows == lines

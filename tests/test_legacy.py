@@ -27,7 +27,7 @@ import pytest
 from skol_spark.errors import ModelFormatError, ModelNotFoundError, UnsafeModelError
 from skol_spark.store.legacy import (import_legacy, labels_from_mapping, read_archive_from_redis, read_legacy_archive,
                                redact_secrets, safe_extract)
-from tests.conftest import FEATURES, LABELS, WINDOW
+from tests.helpers import FEATURES, LABELS, WINDOW
 
 FIXTURE_SCRIPT = Path(__file__).parent / "fixtures" / "make_keras2_h5.py"
 PIPELINE_FILES = {"metadata/part-00000": b'{"class":"org.apache.spark.ml.PipelineModel"}\n',

@@ -24,9 +24,9 @@ from skol_spark.model.losses import (
     balanced_class_weights,
     custom_objects,
 )
+from tests.helpers import LABELS
 
 TOL = 1e-5
-LABELS = ["Nomenclature", "Description", "Misc"]
 
 
 def make_batch(seed: int, batch: int = 3, timesteps: int = 5, classes: int = 4):

@@ -22,7 +22,7 @@ from skol_spark.cli.main import main
 from skol_spark.store.embedded import free_port, start_redis
 from skol_spark.errors import ConfigError, ModelIntegrityError, ModelNotFoundError, RedisUnavailableError
 from skol_spark.cli.model import ACTIONS
-from tests.conftest import LABELS
+from tests.helpers import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "lines"
@@ -51,7 +51,7 @@ def run_cli(*args: str, password: str | None = None, timeout: float = 120) -> Re
 def closure_model():
     """Compiled with the closure loss, not trained: the files then carry the unloadable loss name, and the
     module skips a fit (CPU matters here: every publish/verify subprocess imports TensorFlow)."""
-    from tests.conftest import build_bilstm, make_closure_loss
+    from tests.helpers import build_bilstm, make_closure_loss
 
     model = build_bilstm(seed=3)
     model.compile(optimizer="adam", loss=make_closure_loss([1.0, 2.0, 0.5]), metrics=["accuracy"])

@@ -12,7 +12,7 @@ import pytest
 
 from skol_spark.scoring.features import DenseFeatures, SparseFeatures, to_sparse
 from skol_spark.scoring.windowing import score_document, score_lines
-from tests.conftest import FEATURES, LABELS, WINDOW
+from tests.helpers import FEATURES, WINDOW
 
 W, F = 7, 12
 
@@ -177,16 +177,15 @@ def test_models_it_cannot_reproduce_are_refused_with_the_reason(name, caplog):
 
 # ---- the build: golden-checked, with a fallback to Keras' own call ----------------------------------
 
-def publish(store, model):
-    name = f"lp-{uuid.uuid4().hex[:6]}"
-    return store.load(name, store.publish(model, name, labels=LABELS, stride=3))
+def publish(publish_model, model):
+    return publish_model(model, f"lp-{uuid.uuid4().hex[:6]}", stride=3).artifact()
 
 
-def test_build_returns_the_line_predictor_when_it_passes_the_golden_check(store, closure_model):
+def test_build_returns_the_line_predictor_when_it_passes_the_golden_check(publish_model, closure_model):
     from skol_spark.model.builder import build_predictor
     from skol_spark.model.projection import LinePredictor
 
-    artifact = publish(store, closure_model)
+    artifact = publish(publish_model, closure_model)
     assert artifact.manifest.get("golden")
     fast = build_predictor(artifact, line_projection=True)
     assert isinstance(fast, LinePredictor)
@@ -199,13 +198,13 @@ def test_build_returns_the_line_predictor_when_it_passes_the_golden_check(store,
     assert [f.experimental_get_tracing_count() for f in traced] == [1, 1, 1]
 
 
-def test_a_line_predictor_that_disagrees_falls_back_to_keras(store, closure_model, monkeypatch, caplog):
+def test_a_line_predictor_that_disagrees_falls_back_to_keras(publish_model, closure_model, monkeypatch, caplog):
     """Fault injection: a wrong merge of the two directions must not reach the output."""
     from skol_spark.model import projection
     from skol_spark.model.artifact import golden_inputs
     from skol_spark.model.builder import build_predictor
 
-    artifact = publish(store, closure_model)
+    artifact = publish(publish_model, closure_model)
     import tensorflow as tf
 
     # the backward direction first and unflipped: the kind of mistake the golden check must catch
@@ -218,11 +217,11 @@ def test_a_line_predictor_that_disagrees_falls_back_to_keras(store, closure_mode
     np.testing.assert_allclose(predict(x), closure_model(x, training=False).numpy(), atol=1e-6)
 
 
-def test_an_environment_that_fails_both_still_fails_the_golden_check(store, closure_model):
+def test_an_environment_that_fails_both_still_fails_the_golden_check(publish_model, closure_model):
     from skol_spark.errors import EnvironmentMismatchError
     from skol_spark.model.builder import build_predictor
 
-    artifact = publish(store, closure_model)
+    artifact = publish(publish_model, closure_model)
     golden = dict(artifact.manifest["golden"])
     golden["outputs"] = (np.asarray(golden["outputs"]) + 1e-3).tolist()  # as if published elsewhere
     artifact.manifest["golden"] = golden

@@ -18,29 +18,24 @@ import pytest
 from skol_spark.job.config import load_config
 from skol_spark.errors import InputContractError
 from skol_spark.job.run import run_job
-from skol_spark.scoring.windowing import score_document
-from tests.conftest import FEATURES, LABELS, WINDOW
+from tests.helpers import FEATURES, LABELS, WINDOW, assert_matches_reference, reference_scores, sparse_documents
 
 LENGTHS = [1, WINDOW, WINDOW + 1, 23, 3, 2 * WINDOW, 40, 5, 11, 2, 17, 9]  # 12 documents, 134 lines
 
 
 @pytest.fixture(scope="module")
-def published(redis_server, redis_client, closure_model):
+def published(publish_model, closure_model):
     """One trained model published twice: default stride 3 (overlapping) and stride == window."""
-    from skol_spark.store.model_store import ModelStore
-
-    store = ModelStore(redis_client, prefix=f"t{uuid.uuid4().hex[:8]}")
-    name = "closure"
-    overlap = store.publish(closure_model, name, labels=LABELS, stride=3)
-    flat = store.publish(closure_model, name, labels=LABELS, stride=WINDOW)
-    return {"store": store, "url": redis_server.url, "name": name, "model": closure_model, 3: overlap,
-            WINDOW: flat}
+    overlap = publish_model(closure_model, "closure", stride=3)
+    flat = publish_model(closure_model, "closure", stride=WINDOW)
+    return {"store": overlap.store, "url": overlap.url, "name": "closure", "model": closure_model,
+            3: overlap.version, WINDOW: flat.version}
 
 
 def publish_fresh_copy(published):
     """The same architecture and closure loss with perturbed weights: a fingerprint no Python
     worker has cached yet, so the run must build it (once per worker)."""
-    from tests.conftest import build_bilstm, make_closure_loss
+    from tests.helpers import build_bilstm, make_closure_loss
 
     model = published["model"]
     fresh = build_bilstm()
@@ -49,30 +44,6 @@ def publish_fresh_copy(published):
     fresh.compile(optimizer="adam", loss=make_closure_loss([1.0, 2.0, 0.5]))
     version = published["store"].publish(fresh, published["name"], labels=LABELS, stride=3)
     return fresh, version
-
-
-def make_documents(seed=0, lengths=LENGTHS, density=0.5):
-    """{doc_id: float32[L, F]} with many exact zeros (so sparse encodings are really sparse)."""
-    rng = np.random.default_rng(seed)
-    docs = {}
-    for i, n in enumerate(lengths):
-        m = rng.random((n, FEATURES), dtype=np.float32)
-        m[rng.random(m.shape) > density] = 0.0
-        docs[f"doc-{i:02d}"] = m
-    return docs
-
-
-def reference(model, docs, stride):
-    """{(doc_id, line_number): float32[C]} from the Keras model called directly on the windows."""
-    def predict(x):
-        return model(x, training=False).numpy()
-
-    out = {}
-    for doc_id, m in docs.items():
-        probs = score_document(m, predict, window=WINDOW, stride=stride)
-        for line, p in enumerate(probs):
-            out[(doc_id, line)] = p
-    return out
 
 
 def encode(row, kind, line):
@@ -131,26 +102,9 @@ def job_config(published, input_path, output_path, *extra):
         "output.report=false", "job.progress=false", "scoring.partitions=4", *extra])
 
 
-def read_output(spark, output_path):
-    return spark.read.parquet(output_path)
-
-
 def manifest_of(result):
     with open(result.manifest_path.replace("file:", "", 1)) as f:
         return json.load(f)
-
-
-def assert_matches_reference(rows, expected):
-    keys = [(r["doc_id"], r["line_number"]) for r in rows]
-    assert len(keys) == len(set(keys)), "a line came back twice"
-    assert set(keys) == set(expected), "output lines differ from input lines"
-    for r in rows:
-        want = expected[(r["doc_id"], r["line_number"])]
-        np.testing.assert_allclose(r["probabilities"], want, atol=1e-5, rtol=0,
-                                   err_msg=f"{r['doc_id']} line {r['line_number']}")
-        assert r["prediction"] == int(np.argmax(r["probabilities"]))
-        assert r["label"] == LABELS[r["prediction"]]
-        assert r["confidence"] == pytest.approx(max(r["probabilities"]), abs=1e-7)
 
 
 # ---- the output equals the reference ---------------------------------------------------------------
@@ -165,7 +119,7 @@ def assert_matches_reference(rows, expected):
 ])
 def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kind, stride, arrow_batch, fresh,
                                                  projection):
-    docs = make_documents(seed=len(kind) * 7 + stride)
+    docs = sparse_documents(LENGTHS, seed=len(kind) * 7 + stride)
     input_path = write_input(spark, tmp_path / "in", docs, kind)
     output = str(tmp_path / "out")
     model, version = publish_fresh_copy(published) if fresh else (published["model"], published[stride])
@@ -176,10 +130,10 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
 
     assert result.status == "succeeded"
     assert result.rows_written == sum(LENGTHS)
-    df = read_output(spark, output)
+    df = spark.read.parquet(output)
     rows = df.collect()
     assert len(rows) == sum(LENGTHS)
-    assert_matches_reference(rows, reference(model, docs, stride))
+    assert_matches_reference(rows, reference_scores(model, docs, stride=stride))
     # passthrough and the true label come back on the right line; model and run recorded
     for r in rows:
         assert r["page"] == 1000 + r["line_number"]
@@ -232,7 +186,7 @@ def _write_plans(spark, path_part):
 def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, published, tmp_path, partition_by):
     """run_id names the run's directory; a partitionBy("run_id") would make Spark hold every scored row back
     in a sort until the last prediction. Layout and rows stay the same."""
-    docs = make_documents(seed=31)
+    docs = sparse_documents(LENGTHS, seed=31)
     input_path = write_input(spark, tmp_path / "in", docs)
     output = str(tmp_path / "out")
     extra = [f"output.partition_by={partition_by[0]}"] if partition_by else []
@@ -252,15 +206,15 @@ def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, pu
     import pyarrow.parquet as pq
 
     assert "run_id" not in pq.read_schema(files[0]).names  # a directory value, as a partition column is
-    rows = read_output(spark, output).collect()
+    rows = spark.read.parquet(output).collect()
     assert {r["run_id"] for r in rows} == {result.run_id}
-    assert_matches_reference(rows, reference(published["model"], docs, 3))
+    assert_matches_reference(rows, reference_scores(published["model"], docs, stride=3))
 
 
 def test_the_input_is_validated_by_one_spark_scan_before_scoring(spark, published, tmp_path):
     """One rule, one place: the validation scan is one Spark aggregation over the input, finished before the
     scoring job's write started; no second read of the input ahead of scoring."""
-    docs = make_documents(seed=43)
+    docs = sparse_documents(LENGTHS, seed=43)
     input_path = write_input(spark, tmp_path / "in", docs)
     output = str(tmp_path / "out")
     result = run_job(spark, job_config(published, input_path, output))
@@ -272,13 +226,13 @@ def test_the_input_is_validated_by_one_spark_scan_before_scoring(spark, publishe
     assert len(scans) == 1 and len(writes) == 1
     assert scans[0][1] <= writes[0][0]
     assert not _executions(spark, "noop-table", str(tmp_path / "in"))
-    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+    assert_matches_reference(spark.read.parquet(output).collect(), reference_scores(published["model"], docs, stride=3))
 
 
 def _label_counts_from_keras(model, docs):
     """Lines per predicted label, from direct Keras predictions: independent of the job and its output."""
     counts = {}
-    for probs in reference(model, docs, 3).values():
+    for probs in reference_scores(model, docs, stride=3).values():
         label = LABELS[int(np.argmax(probs))]
         counts[label] = counts.get(label, 0) + 1
     return {label: counts.get(label, 0) for label in LABELS}
@@ -290,7 +244,7 @@ def test_local_parquet_output_is_counted_with_arrow(spark, published, tmp_path, 
     """The manifest's read-back of a local Parquet output on a local master: the driver reads the label column
     with Arrow instead of planning a Spark aggregation after the last prediction. Where ``label`` is a
     partition directory, Spark counts. The counts equal Keras' own labels either way."""
-    docs = make_documents(seed=53)
+    docs = sparse_documents(LENGTHS, seed=53)
     input_path = write_input(spark, tmp_path / "in", docs)
     output = str(tmp_path / "out")
     extra = [f"output.partition_by={partition_by[0]}"] if partition_by else []
@@ -302,7 +256,7 @@ def test_local_parquet_output_is_counted_with_arrow(spark, published, tmp_path, 
     assert out["rows_written"] == result.rows_written == sum(LENGTHS)
     read_backs = _executions(spark, "HashAggregate", f"run_id={result.run_id}")
     assert len(read_backs) == (0 if counted_by == "arrow" else 1)
-    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+    assert_matches_reference(spark.read.parquet(output).collect(), reference_scores(published["model"], docs, stride=3))
 
 
 def test_a_failing_arrow_count_falls_back_to_spark(spark, published, tmp_path, monkeypatch, caplog):
@@ -314,7 +268,7 @@ def test_a_failing_arrow_count_falls_back_to_spark(spark, published, tmp_path, m
         raise OSError("injected fault in the Arrow read-back")
 
     monkeypatch.setattr(local_readback, "label_counts", broken)
-    docs = make_documents(seed=59)
+    docs = sparse_documents(LENGTHS, seed=59)
     input_path = write_input(spark, tmp_path / "in", docs)
     with caplog.at_level("WARNING", logger="skol_spark.local"):
         result = run_job(spark, job_config(published, input_path, str(tmp_path / "out")))
@@ -328,14 +282,14 @@ def test_a_failing_arrow_count_falls_back_to_spark(spark, published, tmp_path, m
 @pytest.mark.parametrize("fmt", ["orc", "json"])
 def test_other_file_formats_hold_the_same_rows_and_counts(spark, published, tmp_path, fmt):
     """The formats the README names besides Parquet: written, read back for the manifest's counts, equal to Keras."""
-    docs = make_documents(seed=37)
+    docs = sparse_documents(LENGTHS, seed=37)
     input_path = write_input(spark, tmp_path / "in", docs)
     output = str(tmp_path / "out")
     result = run_job(spark, job_config(published, input_path, output, f"output.format={fmt}"))
 
     rows = spark.read.format(fmt).load(output).collect()
     assert {r["run_id"] for r in rows} == {result.run_id}
-    assert_matches_reference(rows, reference(published["model"], docs, 3))
+    assert_matches_reference(rows, reference_scores(published["model"], docs, stride=3))
     run_dir = os.path.join(output, f"run_id={result.run_id}")
     assert any(n.startswith("part-") and n.endswith(f".{fmt}") for n in os.listdir(run_dir))
     manifest = manifest_of(result)
@@ -351,7 +305,7 @@ def test_empty_input_is_a_successful_run_with_zero_rows(spark, published, tmp_pa
     assert result.status == "succeeded" and result.rows_written == 0
     manifest = manifest_of(result)
     assert manifest["exit_code"] == 0 and manifest["output"]["rows_written"] == 0
-    df = read_output(spark, output)
+    df = spark.read.parquet(output)
     assert df.count() == 0
     fields = {f.name: f.dataType.simpleString() for f in df.schema.fields}
     assert fields["doc_id"] == "string" and fields["line_number"] == "int"
@@ -363,7 +317,7 @@ def test_empty_input_is_a_successful_run_with_zero_rows(spark, published, tmp_pa
 
 def _bad_rows(problem):
     """Rows of a small valid input, then broken in one way; -> (rows, words the error must name)."""
-    docs = make_documents(seed=5, lengths=[4, 9, 3])
+    docs = sparse_documents([4, 9, 3], seed=5)
     rows = [[doc_id, line, [float(v) for v in m[line]], line, "t", "Misc"]
             for doc_id, m in docs.items() for line in range(m.shape[0])]
     if problem == "size":
@@ -504,7 +458,7 @@ def _scoring_plan_text(spark, config, presorted=False):
 
 def test_one_scoring_partition_reads_the_input_itself_without_a_shuffle(spark, published, tmp_path):
     """The local layout (one task on local[2]) merges the input's partitions instead of shuffling them."""
-    docs = make_documents(seed=21)
+    docs = sparse_documents(LENGTHS, seed=21)
     input_path = write_input(spark, tmp_path / "in", docs)  # 3 files, rows shuffled: documents span files
     output = str(tmp_path / "out")
     config = job_config(published, input_path, output, "scoring.partitions=0")
@@ -516,11 +470,11 @@ def test_one_scoring_partition_reads_the_input_itself_without_a_shuffle(spark, p
     assert result.rows_written == sum(LENGTHS)
     assert manifest_of(result)["scoring"]["partitions"] == 1
     assert manifest_of(result)["scoring"]["sort"] == "spark"  # documents interleaved: the scan saw it
-    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+    assert_matches_reference(spark.read.parquet(output).collect(), reference_scores(published["model"], docs, stride=3))
 
 
 def test_input_clustered_by_document_keeps_its_partitions_and_equals_keras(spark, published, tmp_path):
-    docs = make_documents(seed=22)
+    docs = sparse_documents(LENGTHS, seed=22)
     rows = [(doc_id, line, encode(m[line], "array", line), 1000 + line, f"{doc_id}/{line}", LABELS[line % 3])
             for doc_id, m in docs.items() for line in range(m.shape[0])]
     np.random.default_rng(3).shuffle(rows)  # whole documents per file, lines in no order within it
@@ -537,12 +491,12 @@ def test_input_clustered_by_document_keeps_its_partitions_and_equals_keras(spark
 
     assert "Exchange" not in text, text  # (a coalesce to no fewer partitions than the input has is elided)
     assert result.rows_written == sum(LENGTHS)
-    assert_matches_reference(read_output(spark, output).collect(), reference(published["model"], docs, 3))
+    assert_matches_reference(spark.read.parquet(output).collect(), reference_scores(published["model"], docs, stride=3))
 
 
 def test_a_false_clustered_by_document_claim_is_refused_before_writing(spark, published, tmp_path):
     """A document split over input partitions would be scored as two sequences: refused, naming one."""
-    docs = make_documents(seed=23)
+    docs = sparse_documents(LENGTHS, seed=23)
     input_path = write_input(spark, tmp_path / "in", docs)  # round-robin: every long document spans files
     output = str(tmp_path / "out")
     config = job_config(published, input_path, output, "input.clustered_by_doc=true", "scoring.partitions=2")
@@ -584,7 +538,7 @@ def _write_in_document_order(spark, path, docs, cut_inside):
 ])
 def test_input_in_document_order_skips_the_sort_and_equals_keras(spark, published, tmp_path, cut_inside, sort,
                                                                   expected):
-    docs = make_documents(seed=24)
+    docs = sparse_documents(LENGTHS, seed=24)
     input_path = str(tmp_path / "in")
     _write_in_document_order(spark, input_path, docs, cut_inside)
     output = str(tmp_path / "out")
@@ -599,7 +553,7 @@ def test_input_in_document_order_skips_the_sort_and_equals_keras(spark, publishe
     assert " Sort [" in sorted_ and " Sort [" not in streamed, streamed
     assert manifest_of(result)["scoring"]["sort"] == expected
     assert result.rows_written == sum(LENGTHS)
-    rows = read_output(spark, output).collect()
-    assert_matches_reference(rows, reference(published["model"], docs, 3))  # lines ordered by the worker
+    rows = spark.read.parquet(output).collect()
+    assert_matches_reference(rows, reference_scores(published["model"], docs, stride=3))  # lines ordered by the worker
     for r in rows:
         assert r["page"] == 1000 + r["line_number"] and r["text"] == f"{r['doc_id']}/{r['line_number']}"

@@ -21,7 +21,7 @@ from skol_spark.errors import (ConfigError, EnvironmentMismatchError, ModelForma
                                ModelNotFoundError, UnsafeModelError)
 from skol_spark.model.builder import build_predictor, rebuild_model
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import FEATURES, LABELS, WINDOW, build_bilstm
+from tests.helpers import FEATURES, LABELS, WINDOW, build_bilstm
 
 NAME = "m"
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LABELS, WINDOW, train_closure_model
-from tests.jobkit import assert_matches_reference, make_documents, read_output, reference_scores, write_config, \
-    write_input
+from tests.helpers import (WINDOW, assert_matches_reference, make_documents, read_output, reference_scores,
+                           train_closure_model, write_config, write_input)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,20 +25,17 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def published(redis_server, redis_client):
-    from skol_spark.store.model_store import ModelStore
-
-    store = ModelStore(redis_client, prefix="submit")
-    model = train_closure_model(seed=3)
-    store.publish(model, "lines", labels=LABELS, stride=WINDOW // 2, aliases=["production"])
-    return model
+def published(publish_model):
+    return publish_model(train_closure_model(seed=3), "lines", prefix="submit", stride=WINDOW // 2,
+                         aliases=["production"]).model
 
 
 def test_spark_submit_sh_scores_every_line_like_keras(tmp_path, redis_server, published):
     docs = make_documents("d", 12, seed=5)
     write_input(tmp_path / "in" / "part-0.parquet", docs)
     conf = write_config(tmp_path / "job.yaml", redis_url="", prefix="submit", model="lines",
-                        input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="error")
+                        input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="error",
+                        timeouts=(2, 5))
     cmd = [str(ROOT / "spark-submit.sh"), conf, "--master", "local[2]", "--quiet"]
     env = clean_env(SKOL_REDIS_URL=redis_server.url)
     done = subprocess.run(cmd, env={**env, "SPARK_PRINT_LAUNCH_COMMAND": "1"}, capture_output=True, text=True,
