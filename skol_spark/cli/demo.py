@@ -86,6 +86,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="demo-output/predictions", help="output path")
     parser.add_argument("--documents", type=int, default=3000, help="documents in the demo corpus (default 3000)")
     parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--text", action="store_true", help="score plain-text documents through a feature pipeline "
+                                                             "stored with the model (docs/text.md)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -101,6 +103,11 @@ def demo_main(argv: list[str] | None = None) -> int:
         log.info("started an embedded redis-server for the demo at 127.0.0.1:%d", server.port)
     try:
         workdir = Path(args.workdir)
+        if args.text:
+            from skol_spark.cli.demo_text import run_text_demo
+
+            return run_text_demo(ModelStore(connect(RedisSettings(url=url))), workdir, args,
+                                 lambda conf: launch(conf, args.master, url))
         log.info("training the demo BiLSTM (closure loss weighted_categorical_crossentropy)…")
         store = ModelStore(connect(RedisSettings(url=url)))
         version = store.publish(train_demo_model(), "demo", labels=LABELS, stride=STRIDE, aliases=["production"],
@@ -110,17 +117,22 @@ def demo_main(argv: list[str] | None = None) -> int:
         conf = workdir / "demo.yaml"
         conf.write_text(DEMO_CONF.format(input=(workdir / "corpus.parquet").resolve(),
                                          output=Path(args.output).resolve(), master=args.master))
-        env = {**os.environ, "SKOL_REDIS_URL": url}
-        launcher = Path(__file__).resolve().parent.parent / "spark-submit.sh"
-        if launcher.exists():
-            cmd = [str(launcher), str(conf), "--master", args.master]
-        else:  # installed from a wheel: run the same main() in-process
-            cmd = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(conf)]
-        log.info("running: %s", " ".join(cmd))
-        return subprocess.call(cmd, env=env)
+        return launch(conf, args.master, url)
     finally:
         if server is not None:
             server.stop()
+
+
+def launch(conf: Path, master: str, url: str) -> int:
+    """Run the job on ``conf`` through spark-submit.sh (or the CLI, installed from a wheel)."""
+    env = {**os.environ, "SKOL_REDIS_URL": url}
+    launcher = Path(__file__).resolve().parent.parent / "spark-submit.sh"
+    if launcher.exists():
+        cmd = [str(launcher), str(conf), "--master", master]
+    else:  # installed from a wheel: run the same main() in-process
+        cmd = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(conf)]
+    log.info("running: %s", " ".join(cmd))
+    return subprocess.call(cmd, env=env)
 
 
 DEMO_CONF = """# Written by skol-spark demo. Redis comes from $SKOL_REDIS_URL.
