@@ -94,6 +94,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--stop-redis", action="store_true",
                         help="stop the redis-server an earlier demo started and left running, then exit")
+    parser.add_argument("--text", action="store_true", help="score plain-text documents through a feature pipeline "
+                                                             "stored with the model (docs/text.md)")
     return parser
 
 
@@ -124,20 +126,33 @@ def run_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     store = demo_store.choose_store(workdir)
     log.info("publishing the demo model into %s (%s)", redact_url(store.url), STORE_ORIGINS[store.origin])
-    publish_demo(store.url, workdir, documents=args.documents)
-    conf = workdir / "demo.yaml"
-    conf.write_text(DEMO_CONF.format(input=(workdir / "corpus.parquet").resolve(),
-                                     output=Path(args.output).resolve(), master=args.master))
-    env = {**os.environ, "SKOL_REDIS_URL": store.url}
-    launcher = Path(__file__).resolve().parent.parent.parent / "spark-submit.sh"
-    if launcher.exists():
-        cmd = [str(launcher), str(conf), "--master", args.master]
-    else:  # installed from a wheel: run the same main() in-process
-        cmd = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(conf)]
-    log.info("running: %s", " ".join(cmd))
-    code = subprocess.call(cmd, env=env)
+    if args.text:
+        from skol_spark.cli.demo_text import run_text_demo
+        from skol_spark.store.connection import RedisSettings, connect
+        from skol_spark.store.model_store import ModelStore
+
+        code = run_text_demo(ModelStore(connect(RedisSettings(url=store.url))), workdir, args,
+                             lambda conf: launch(conf, args.master, store.url))
+    else:
+        publish_demo(store.url, workdir, documents=args.documents)
+        conf = workdir / "demo.yaml"
+        conf.write_text(DEMO_CONF.format(input=(workdir / "corpus.parquet").resolve(),
+                                         output=Path(args.output).resolve(), master=args.master))
+        code = launch(conf, args.master, store.url)
     print(next_steps(store, workdir), file=sys.stderr)
     return code
+
+
+def launch(conf: Path, master: str, url: str) -> int:
+    """Run the job on ``conf`` through spark-submit.sh (or the CLI, installed from a wheel)."""
+    env = {**os.environ, "SKOL_REDIS_URL": url}
+    launcher = Path(__file__).resolve().parent.parent.parent / "spark-submit.sh"
+    if launcher.exists():
+        cmd = [str(launcher), str(conf), "--master", master]
+    else:  # installed from a wheel: run the same main() in-process
+        cmd = [sys.executable, "-m", "skol_spark.cli", "predict", "--conf", str(conf)]
+    log.info("running: %s", " ".join(cmd))
+    return subprocess.call(cmd, env=env)
 
 
 STORE_ORIGINS = {"SKOL_REDIS_URL": "from SKOL_REDIS_URL", "running": "the Redis already running there",

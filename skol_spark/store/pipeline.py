@@ -91,7 +91,8 @@ def describe_lines(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     summary = manifest.get(EXTRA)
     if not summary:
         return [("text input", "no (no feature pipeline)")] if EXTRA not in manifest.get("extras", {}) else \
-            [("text input", "no (the stored pipeline could not be read at publish; see model verify)")]
+            [("text input", "no (the imported feature_pipeline/ is kept as an extra but cannot be used; "
+                            "import-legacy logged why)")]
     return [("pipeline", " -> ".join(c.rsplit(".", 1)[-1] for c in summary["stages"])),
             ("text column", summary["text_col"]),
             ("pipeline output", f"{summary['features_col']} ({summary['feature_size']} features)")]
