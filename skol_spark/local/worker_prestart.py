@@ -232,7 +232,8 @@ def _import_worker_modules() -> None:
     import pyspark.daemon  # noqa: F401
     import pyspark.worker  # noqa: F401
 
-    from skol_spark import scoring, warmup  # noqa: F401  (the functions Spark unpickles)
+    from skol_spark import scoring  # noqa: F401  (the functions Spark unpickles)
+    from skol_spark.local import warmup  # noqa: F401
     from skol_spark.model.builder import PLOTTING_MODULES, unavailable
 
     with unavailable(PLOTTING_MODULES):
