@@ -55,6 +55,11 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if ".skol-" in p.name)
 
 
+def driver_traceback(err: str) -> bool:
+    """A Python traceback printed by the CLI process itself (they start a line)."""
+    return any(line.startswith("Traceback (most recent call last)") for line in err.splitlines())
+
+
 def manifests(output: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(f"{output}_runs").glob("*/manifest.json"))]
 
@@ -306,9 +311,9 @@ def test_signal_mid_run_is_recorded_and_cleaned_up(tmp_path, redis_server, prefi
         if proc.poll() is None:
             kill_group(proc)
 
-    Path(f"/tmp/hr-exp/sig-{sig}.err").write_text(err)  # DEBUG
     assert proc.returncode == {"SIGTERM": 143, "SIGINT": 130}[sig], err[-3000:]
-    assert "Traceback" not in err and "skol-spark: interrupted" in err
+    # no driver traceback (after SIGINT to the group, Spark's log quotes the interrupted Python worker's)
+    assert not driver_traceback(err) and "skol-spark: interrupted" in err
     (manifest,) = manifests(out)
     assert manifest["status"] == "interrupted" and manifest["exit_code"] == proc.returncode
     assert manifest["finished_at"] and manifest["published"] is False
@@ -340,7 +345,7 @@ def test_signal_after_publish_keeps_the_run_succeeded(tmp_path, redis_server, pr
         if proc.poll() is None:
             kill_group(proc)
 
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 0 and not driver_traceback(err), err[-3000:]
     (manifest,) = manifests(out)
     assert manifest["status"] == "succeeded" and manifest["published"] is True
     assert any("published and complete" in w and "Terminated" in w for w in manifest["warnings"])

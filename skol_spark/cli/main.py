@@ -80,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 for --help
         return int(e.code or 0)
     setup_logging(debug=args.debug, quiet=getattr(args, "quiet", False))
-    from skol_spark.cli.signals import exit_code, sigterm_interrupts
+    from skol_spark.cli.signals import exit_code, interrupts
 
     try:
-        with sigterm_interrupts():
+        with interrupts():
             return dispatch(args)
     except errors.NothingToDo as e:
         log.warning("%s", e)
@@ -174,6 +174,7 @@ def predict_command(args, *, spark=None) -> int:
     if args.dry_run:
         print(json.dumps(config.redacted(), indent=2))
         return 0
+    from skol_spark.cli.signals import reclaim_sigint
     from skol_spark.job.run import run_job
     from skol_spark.job.model_loading import check_model_reachable
     from skol_spark.job.session import build_session, start_tensorflow_import, submitted_with_master
@@ -190,6 +191,7 @@ def predict_command(args, *, spark=None) -> int:
         spark = build_session(master=config.job.master, app_name=config.job.app_name,
                               conf=dict(config.job.spark_conf), class_archive=config.job.jvm_class_archive,
                               preload_tensorflow=not submitted and driver_needs_tensorflow(config))
+        reclaim_sigint()  # pyspark's SIGINT handler cannot cancel a running job (see cli.signals)
         if submitted and driver_needs_tensorflow(config, spark.sparkContext):
             start_tensorflow_import()  # spark-submit chose the master; its JVM is up, the scan not yet started
     log.info("session ready; scoring %s with model %s@%s (the resolved config is in the run manifest)",

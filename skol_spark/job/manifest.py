@@ -86,10 +86,28 @@ class RunRecorder:
         self.data["published"] = True
         self.data["published_at"] = _now()
 
+    def _published(self) -> bool:
+        """Whether this run's rows are at the output: marked, or (an interrupt between the publishing rename
+        and the mark) this run's ``run_id=`` directory is there."""
+        from skol_spark.job.sink import FILE_FORMATS, HadoopFS, OutputPaths
+
+        out = self.config.output
+        if self.data["published"] or not out.path or out.dynamic_partition_overwrite \
+                or out.format not in FILE_FORMATS:
+            return bool(self.data["published"])
+        try:
+            paths = OutputPaths(out.path, self.run_id)
+            visible = HadoopFS(self.spark, out.path).exists(f"{paths.output}/{paths.partition_dir}")
+        except Exception:  # the JVM may be gone (SIGTERM to the process group): nothing to tell
+            return False
+        if visible:
+            self.mark_published()
+        return visible
+
     def fail(self, error: BaseException, *, nothing_to_do_exit_code: int = errors.NothingToDo.exit_code) -> bool:
         """Record how the run ended with ``error``. -> True when the rows were already published: the run
         succeeded and ``error`` is only a warning (the caller returns normally instead of raising)."""
-        if self.data["published"] and not isinstance(error, errors.NothingToDo):
+        if not isinstance(error, errors.NothingToDo) and self._published():
             log.warning("run %s: the output is published and complete, but a later step ended with %s: %s",
                         self.run_id, type(error).__name__, error)
             self.finish("succeeded", exit_code=0)
