@@ -22,12 +22,14 @@ log = logging.getLogger("skol_spark")
 
 EXIT_CODES_HELP = """exit codes:
   0   success              2   usage / config error      3   unsupported environment (keras < 3.15)
+  4   a local resource is missing (temp disk full)
   10  Redis unreachable / auth / permission               11  model, version or alias not found
   12  model artifact corrupt or incomplete                13  model cannot be rebuilt (format, layer)
   14  unsafe model refused (Lambda, foreign module, archive path)
   15  golden outputs differ (TensorFlow/Keras mismatch)   20  input refused (schema, NaN, duplicates)
   30  Spark job failed      31  job timeout     32  output locked by another run
-  99  incremental run found nothing to do (job.nothing_to_do_exit_code)"""
+  99  incremental run found nothing to do (job.nothing_to_do_exit_code)
+  130 interrupted (SIGINT)  143 terminated (SIGTERM): lock released, manifest says interrupted"""
 
 
 def build_parser() -> argparse.ArgumentParser:
