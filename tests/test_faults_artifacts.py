@@ -403,7 +403,7 @@ def test_manifest_window_size_is_bounded_by_its_golden_outputs(redis_server, cop
     result = model_cli("verify", redis_server, copy, str(copy.version))
 
     assert_clean_failure(result, errors.ModelFormatError.exit_code, "manifest field golden.outputs:",
-                         "window_size=1000000000")
+                         "window_size=1000000000", "found [3][8][3]")
 
 
 def test_malformed_manifest_stops_predict_before_spark_runs(spark, tmp_path, redis_server, copy, input_path,

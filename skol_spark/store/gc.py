@@ -40,7 +40,10 @@ class Unpublished:
 
 
 def find_unpublished(store, name: str | None = None) -> list[Unpublished]:
-    """Every unpublished version under ``store.prefix`` (of ``name`` only, when given), oldest first."""
+    """Every unpublished version under ``store.prefix`` (of ``name`` only, when given), oldest first.
+
+    Reads nothing that would touch the keys (SCAN, OBJECT IDLETIME, MEMORY USAGE): their idle time is
+    the age of keys that have no publish record."""
     client = store.client
     base = f"{store.prefix}:model:"
     pattern = _glob_escape(base + (f"{name}:" if name else "")) + "*"
@@ -130,10 +133,12 @@ def _idle_seconds(store, keys: tuple[str, ...]) -> float | None:
 
 
 def _size(store, keys: tuple[str, ...]) -> int:
+    """Bytes the keys take in Redis. MEMORY USAGE, not STRLEN: a read would reset the idle time that ages
+    keys without a publish record."""
     pipe = store.client.pipeline(transaction=False)
     for key in keys:
-        pipe.strlen(key)
-    return int(sum(store._call(pipe.execute))) if keys else 0
+        pipe.memory_usage(key, samples=0)
+    return int(sum(n or 0 for n in store._call(pipe.execute))) if keys else 0
 
 
 def _glob_escape(text: str) -> str:
