@@ -205,9 +205,9 @@ def scan_failure(df, error: Exception) -> Exception:
         files = list(df.inputFiles())
     except Exception:
         files = []
-    unreadable = unreadable_input(df.sparkSession, error, fmt=None, source="the input", input_files=files)
-    return unreadable or JobFailedError(f"the validation scan of the input failed, nothing was written: "
-                                        f"{java_summary(error)}. Run with --debug for Spark's traceback")
+    named = unreadable_input(df.sparkSession, error, fmt=None, source="the input", input_files=files)
+    return named or JobFailedError(f"the validation scan of the input failed, nothing was written: "
+                                   f"{java_summary(error)}. Run with --debug for Spark's traceback")
 
 
 def _scan(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
