@@ -114,7 +114,7 @@ class RunRecorder:
             return True
         if isinstance(error, errors.NothingToDo):
             self.finish("nothing-to-do", exit_code=nothing_to_do_exit_code, error=error)
-        elif isinstance(error, KeyboardInterrupt):  # SIGINT; SIGTERM raises a subclass (interrupts.Terminated)
+        elif isinstance(error, KeyboardInterrupt):  # SIGINT; SIGTERM raises a subclass (cli.signals.Terminated)
             self.finish("interrupted", exit_code=getattr(error, "exit_code", 130), error=error)
         elif isinstance(error, errors.SkolError):
             self.finish("failed", exit_code=error.exit_code, error=error)
