@@ -159,3 +159,20 @@ def test_pipeline_archive_with_escaping_member_is_refused(tmp_path):
     with pytest.raises(UnsafeModelError, match="'..' path component"):
         stored.pipeline_from_archive(buffer.getvalue())
     assert os.getcwd() == cwd and not (tmp_path.parent / "escaped").exists()
+
+
+def test_cli_publish_takes_a_feature_pipeline_and_refuses_a_foreign_one(store, redis_server, legacy_dir, text_model,
+                                                                         tmp_path, monkeypatch):
+    model_file = tmp_path / "model.keras"
+    text_model.save(model_file)
+    where = ["--redis-url", redis_server.url, "--prefix", store.prefix]
+    done = run_cli(["model", "publish", "cli-text", str(model_file), "--labels", ",".join(LABELS),
+                    "--feature-pipeline", str(legacy_dir), *where])
+    assert done.code == 0, done.text
+    assert store.manifest("cli-text", "latest")["feature_pipeline"]["feature_size"] == FEATURES
+    monkeypatch.setenv("SKOL_CANARY_FILE", str(tmp_path / "canary"))
+    tampered = renamed_stage(legacy_dir, tmp_path / "tampered", 0, "skol_canary.stage.EvilStage")
+    refused = run_cli(["model", "publish", "cli-evil", str(model_file), "--labels", ",".join(LABELS),
+                       "--feature-pipeline", str(tampered), *where])
+    assert refused.code == 14 and "skol_canary.stage.EvilStage" in refused.err and "pipeline_modules" in refused.err
+    assert not (tmp_path / "canary").exists() and store.versions("cli-evil") == []
