@@ -105,8 +105,6 @@ def test_hint_and_first_line_are_bounded():
     assert first_line("  \n ") == "" and hint("") == ""
 
 
-@pytest.mark.xfail(strict=True, reason="hint's pattern matches bare names only: a module-qualified exception "
-                                       "(pyarrow, TensorFlow) falls back to Spark's first line")
 def test_hint_names_a_module_qualified_error():
     text = spark_error_text("tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating")
     assert hint(text) == "ResourceExhaustedError: OOM when allocating"

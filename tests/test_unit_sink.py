@@ -193,3 +193,9 @@ def test_check_mode_refuses_an_existing_output_in_error_mode_only(fs, tmp_path):
         check_mode(fs, output, "error")
     for mode in ("overwrite", "append", "incremental"):
         check_mode(fs, output, mode)
+
+
+def test_an_output_at_the_root_gets_single_slash_siblings():
+    """``//.out...`` would be read by Hadoop as a host name: siblings of ``/out`` are ``/.out...``."""
+    paths = OutputPaths("/out", "r")
+    assert (paths.staging, paths.lock, paths.runs) == ("/.out.skol-staging-r", "/.out.skol-lock", "/out_runs")

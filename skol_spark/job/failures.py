@@ -12,7 +12,7 @@ import re
 
 from skol_spark import errors
 
-_ERROR_LINE = re.compile(r"^\s*(\w+(?:Error|Exception)): (.+)$", re.M)
+_ERROR_LINE = re.compile(r"^\s*(?:\w+\.)*(\w+(?:Error|Exception)): (.+)$", re.M)  # a module prefix dropped
 _SPARK_WRAPPERS = ("Py4JJavaError", "PythonException", "SparkException")
 
 

@@ -50,26 +50,27 @@ class OutputPaths:
     def _parent_base(self) -> tuple[str, str]:
         return split_path(self.output)
 
+    def _sibling(self, name: str) -> str:
+        """``name`` beside the output (``/name`` for an output at the root: ``//`` would read as a host)."""
+        parent, base = self._parent_base
+        return f"{parent.rstrip('/')}/{name.format(base=base, run=self.run_id)}"
+
     @property
     def staging(self) -> str:
-        parent, base = self._parent_base
-        return f"{parent}/.{base}.skol-staging-{self.run_id}"
+        return self._sibling(".{base}.skol-staging-{run}")
 
     @property
     def old(self) -> str:
-        parent, base = self._parent_base
-        return f"{parent}/.{base}.skol-old-{self.run_id}"
+        return self._sibling(".{base}.skol-old-{run}")
 
     @property
     def lock(self) -> str:
-        parent, base = self._parent_base
-        return f"{parent}/.{base}.skol-lock"
+        return self._sibling(".{base}.skol-lock")
 
     @property
     def runs(self) -> str:
         """Where run manifests and reports go: beside the output, never inside it."""
-        parent, base = self._parent_base
-        return f"{parent}/{base}_runs"
+        return self._sibling("{base}_runs")
 
     def run_dir(self) -> str:
         return f"{self.runs}/{self.run_id}"
