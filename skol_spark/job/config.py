@@ -36,6 +36,7 @@ class RedisConfig:
     url: str = ""
     password_env: str = "SKOL_REDIS_PASSWORD"
     password_file: str = ""
+    password_secret: str = ""  # Databricks secret <scope>/<key> (serverless jobs have no cluster environment)
     ssl_ca_file: str = ""
     connect_timeout: float = 2.0
     socket_timeout: float = 5.0
@@ -105,6 +106,8 @@ class JobSettings:
     progress: bool = True
     spark_conf: tuple[tuple[str, str], ...] = ()
     jvm_class_archive: str = "auto"
+    remote: str = ""  # a Spark Connect URL (sc://host:port, or local[N]); else $SPARK_REMOTE; else a classic session
+    connect_inline_model_mb: float = 16.0  # Spark Connect: larger models travel as a session artifact file
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,11 @@ def validate(config: JobConfig) -> None:
         raise ConfigError("redis.connect_timeout and redis.socket_timeout must be > 0 seconds")
     if config.redis.retries < 0:
         raise ConfigError("redis.retries: must be >= 0")
+    if config.job.remote and config.job.master:
+        raise ConfigError("job.remote and job.master are both set: a Spark Connect session's master is the "
+                          "server's; keep one of them")
+    if config.job.connect_inline_model_mb < 0:
+        raise ConfigError("job.connect_inline_model_mb: must be >= 0 (0 ships every model as a session artifact)")
     if config.job.timeout_seconds < 0:
         raise ConfigError("job.timeout_seconds: must be >= 0 (0 disables the timeout)")
     if "password" in config.redis.url.lower() and "@" not in config.redis.url:

@@ -30,11 +30,12 @@ class RunRecorder:
     def __init__(self, spark, config: JobConfig, run_id: str) -> None:
         self.spark, self.config, self.run_id = spark, config, run_id
         self.t0 = time.monotonic()
-        sc = spark.sparkContext
+        from skol_spark.job.services import services_for
+
         out = config.output
         self.data: dict[str, Any] = {
             "run_id": run_id, "skol_spark_version": __version__, "started_at": _now(),
-            "spark": {"application_id": sc.applicationId, "master": sc.master, "version": spark.version},
+            "spark": services_for(spark).facts(),  # application id, master, version, session: classic/connect
             "input": {"path": config.input.path, "table": config.input.table, "format": config.input.format},
             "output": {"path": out.path, "table": out.table, "format": out.format, "mode": out.mode},
             "config": config.redacted(),
@@ -133,11 +134,11 @@ class RunRecorder:
 
     def close(self) -> None:
         """Write manifest.json into the run directory (any Hadoop filesystem)."""
-        from skol_spark.job.sink import HadoopFS
+        from skol_spark.job.services import services_for
 
         path = f"{self.run_dir()}/manifest.json"
         try:
-            fs = HadoopFS(self.spark, path)
+            fs = services_for(self.spark).fs(path)
             fs.mkdirs(self.run_dir())
             fs.write(path, json.dumps(self.data, indent=2, sort_keys=True, default=str).encode())
             self.manifest_path = path

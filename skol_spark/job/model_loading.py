@@ -18,6 +18,7 @@ def redis_settings(config: JobConfig, url: str | None = None) -> RedisSettings:
     r = config.redis
     return RedisSettings(url=url or r.url or os.environ.get("SKOL_REDIS_URL") or "redis://127.0.0.1:6379/0",
                          password_env=r.password_env, password_file=r.password_file, ssl_ca_file=r.ssl_ca_file,
+                         password_secret=r.password_secret,
                          connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout, retries=r.retries)
 
 

@@ -35,10 +35,10 @@ class Cluster:
 
     kind = "cluster"
 
-    def __init__(self, sc, config) -> None:
-        self.config = config
-        self.cores = max(1, sc.defaultParallelism)
-        self.warm = warm_up_wanted(sc.master, sc.getConf().get("spark.python.worker.reuse", "true"),
+    def __init__(self, services, config) -> None:
+        self.config, self.services = config, services  # services: job.services, classic or Connect
+        self.cores = services.parallelism()
+        self.warm = warm_up_wanted(services.master, services.conf("spark.python.worker.reuse", "true"),
                                    config.scoring.warm_up)
 
     def tf_threads(self) -> int:
@@ -58,7 +58,7 @@ class Cluster:
             return None
         from skol_spark.local.warmup import WarmUp
 
-        return WarmUp(spark, spec, handle, builds, self.warm_workers()).start()
+        return WarmUp(spark, self.services, spec, handle, builds, self.warm_workers()).start()
 
     def warm_workers(self) -> int:
         return self.cores
@@ -105,6 +105,8 @@ class LocalMaster(Cluster):
 
 
 def environment(spark, config) -> Cluster:
-    """The run's ``LocalMaster`` or ``Cluster``."""
-    sc = spark.sparkContext
-    return (LocalMaster if is_local_master(sc.master) else Cluster)(sc, config)
+    """The run's ``LocalMaster`` or ``Cluster``, on a classic or a Spark Connect session."""
+    from skol_spark.job.services import services_for
+
+    services = services_for(spark)
+    return (LocalMaster if is_local_master(services.master) else Cluster)(services, config)
