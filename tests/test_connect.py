@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -252,3 +253,68 @@ def test_local_fs_keeps_the_lock_and_rename_guarantees(tmp_path):
         OutputLock(fs, OutputPaths(out, "run-2")).acquire()
     first.release()
     assert not fs.exists(OutputPaths(out, "run-1").lock)
+
+
+def slow_batches(seconds: float):
+    def slow(batches):
+        import time
+
+        for batch in batches:
+            time.sleep(seconds)
+            yield batch
+    return slow
+
+
+def test_a_tagged_job_is_cancelled_and_the_timeout_interrupts_the_session(connect):
+    """The warm-up's cancel (operation tag) and ``job.timeout_seconds`` (``interruptAll``) without sparkContext."""
+    import threading
+    import time
+
+    from skol_spark.job.progress import Timeout
+    from skol_spark.job.services import services_for
+
+    services = services_for(connect)
+    failed = []
+
+    def tagged():
+        with services.job_scope("skol-test-tag", "a slow job"):
+            try:
+                connect.range(0, 4, 1, 2).mapInArrow(slow_batches(60), "id long").collect()
+            except Exception as e:
+                failed.append(e)
+
+    thread = threading.Thread(target=tagged)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(3)
+    services.cancel("skol-test-tag")
+    thread.join(30)
+    assert failed and time.monotonic() - started < 30
+    assert "cancel" in str(failed[0]).lower() or "interrupt" in str(failed[0]).lower(), failed[0]
+    assert connect.getTags() == set()  # the scope removed its tag (this thread never had it)
+    with pytest.raises(Exception, match="(?i)cancel|interrupt"):
+        with Timeout(services, 2) as timeout:
+            connect.range(0, 4, 1, 2).mapInArrow(slow_batches(60), "id long").collect()
+    assert timeout.fired.is_set()
+
+
+def test_progress_comes_from_the_connect_progress_handler(connect):
+    import io
+
+    from skol_spark.job.progress import Progress
+    from skol_spark.job.services import services_for
+
+    stream = io.StringIO()
+    with Progress(services_for(connect), total_lines=400, interval=0.3, stream=stream):
+        connect.range(0, 400, 1, 4).mapInArrow(slow_batches(2.5), "id long").collect()
+    lines = [x for x in stream.getvalue().splitlines() if x.startswith("[skol-spark] scoring: tasks")]
+    assert lines, stream.getvalue()
+    assert any(re.search(r"tasks [1-4]/4,", x) for x in lines), lines  # the stage's 4 tasks, some finished
+
+
+def test_a_closure_over_the_grpc_message_limit_is_refused_naming_the_setting():
+    from skol_spark.job.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"job\.connect_inline_model_mb.*128 MiB.*maxInboundMessageSize"):
+        config_from_dict({"job": {"connect_inline_model_mb": 200}})
+    assert config_from_dict({"job": {"connect_inline_model_mb": 0}}).job.connect_inline_model_mb == 0

@@ -50,6 +50,8 @@ def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     if not plan.presorted:
         df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
     schema = output_schema(df.schema, plan)
+    if builds is None:  # nothing counts the builds (a plan inspected, not run)
+        return df.mapInArrow(make_partition_scorer(plan, handle), schema)
     return builds.frame(df.mapInArrow(make_partition_scorer(plan, handle, builds.tasks), schema))
 
 
