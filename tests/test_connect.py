@@ -318,3 +318,14 @@ def test_a_closure_over_the_grpc_message_limit_is_refused_naming_the_setting():
     with pytest.raises(ConfigError, match=r"job\.connect_inline_model_mb.*128 MiB.*maxInboundMessageSize"):
         config_from_dict({"job": {"connect_inline_model_mb": 200}})
     assert config_from_dict({"job": {"connect_inline_model_mb": 0}}).job.connect_inline_model_mb == 0
+
+
+def test_the_same_model_shipped_twice_in_one_session_is_one_artifact(connect):
+    """A long-lived session (a notebook, a shared cluster) runs the job again with the same model."""
+    from skol_spark.job.services import services_for
+
+    services, artifact = services_for(connect), small_artifact()
+    first = services.ship(artifact, inline_max_bytes=0)
+    second = services.ship(artifact, inline_max_bytes=0)
+    assert first.how == second.how == "session-artifact" and first.handle == second.handle
+    assert services.ship(artifact, inline_max_bytes=2**20).how == "closure"
