@@ -81,6 +81,8 @@ def spark():
     from skol_spark.job.session import build_session
 
     session = build_session(master="local[2]", app_name="skol-spark-tests",
-                            conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"})
+                            conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
+                                  # Spark 4's default and Databricks serverless': every job test runs with it
+                                  "spark.sql.ansi.enabled": "true"})
     yield session
     session.stop()

@@ -192,7 +192,8 @@ def predict_command(args, *, spark=None) -> int:
         submitted = submitted_with_master()
         spark = build_session(master=config.job.master, app_name=config.job.app_name,
                               conf=dict(config.job.spark_conf), class_archive=config.job.jvm_class_archive,
-                              preload_tensorflow=not submitted and driver_needs_tensorflow(config))
+                              preload_tensorflow=not submitted and driver_needs_tensorflow(config),
+                              remote=config.job.remote)
         reclaim_sigint()  # pyspark's SIGINT handler cannot cancel a running job (see cli.signals)
         if submitted and driver_needs_tensorflow(config, spark.sparkContext):
             start_tensorflow_import()  # spark-submit chose the master; its JVM is up, the scan not yet started
@@ -222,7 +223,9 @@ def driver_needs_tensorflow(config, sc=None) -> bool:
     if sc is not None:
         return not warm_up_wanted(sc.master, sc.getConf().get("spark.python.worker.reuse", "true"),
                                   config.scoring.warm_up)
-    master = config.job.master or "local[*]"
+    from skol_spark.job.session import connect_remote
+
+    master = connect_remote(config.job.remote) or config.job.master or "local[*]"  # sc://...: not local
     reuse = dict(config.job.spark_conf).get("spark.python.worker.reuse")
     return not warm_up_wanted(master, reuse, config.scoring.warm_up)
 

@@ -52,7 +52,9 @@ def stage(spark, config, paths: OutputPaths, schema, plan) -> StagedAnnotations 
     if not out.annotated_path:
         return None
     target = OutputPaths(out.annotated_path, paths.run_id)
-    fs = HadoopFS(spark, out.annotated_path)
+    from skol_spark.job.services import services_for
+
+    fs = services_for(spark).fs(out.annotated_path)
     check_mode(fs, out.annotated_path, out.mode)
     recover(fs, target)
     try:

@@ -29,6 +29,7 @@ WARM_UP = ("auto", "always", "never")
 PREDICTORS = ("auto", "keras")
 SORT_POLICIES = ("auto", "always")
 RESCORE_POLICIES = ("new-version", "never")
+CONNECT_INLINE_MAX_MB = 100  # under Spark Connect's 128 MiB gRPC message limit, with room for the rest of the plan
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class JobSettings:
     progress: bool = True
     spark_conf: tuple[tuple[str, str], ...] = ()
     jvm_class_archive: str = "auto"
+    remote: str = ""  # a Spark Connect URL (sc://host:port, or local[N]); else $SPARK_REMOTE; else a classic session
+    connect_inline_model_mb: float = 16.0  # Spark Connect: larger models travel as a session artifact file
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,15 @@ def validate(config: JobConfig) -> None:
         raise ConfigError("redis.connect_timeout and redis.socket_timeout must be > 0 seconds")
     if config.redis.retries < 0:
         raise ConfigError("redis.retries: must be >= 0")
+    if config.job.remote and config.job.master:
+        raise ConfigError("job.remote and job.master are both set: a Spark Connect session's master is the "
+                          "server's; keep one of them")
+    if not 0 <= config.job.connect_inline_model_mb <= CONNECT_INLINE_MAX_MB:
+        raise ConfigError(
+            f"job.connect_inline_model_mb: expected 0 to {CONNECT_INLINE_MAX_MB} (MiB), got "
+            f"{config.job.connect_inline_model_mb:g}. A model in the closure travels in one gRPC message, which "
+            "Spark Connect caps at 128 MiB (spark.connect.grpc.maxInboundMessageSize on the server, the same on the "
+            "client); larger models go as a session artifact file by themselves (0: always)")
     if config.job.timeout_seconds < 0:
         raise ConfigError("job.timeout_seconds: must be >= 0 (0 disables the timeout)")
     validate_text(config)

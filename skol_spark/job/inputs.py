@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from skol_spark.errors import InputContractError
 from skol_spark.job.config import JobConfig
-from skol_spark.job.sink import HadoopFS
 from skol_spark.scoring.partition import RESULT_COLUMNS
 
 TRUE_LABEL = "true_label"
@@ -77,7 +76,9 @@ def unscored_documents(spark, df, config: JobConfig, artifact):
     from pyspark.sql import functions as F
 
     out = config.output
-    fs = HadoopFS(spark, out.path)
+    from skol_spark.job.services import services_for
+
+    fs = services_for(spark).fs(out.path)
     if not fs.exists(out.path) or not any(n.startswith("run_id=") for n in fs.list(out.path)):
         return df
     done = spark.read.format(out.format).load(out.path).where(F.col("model_name") == artifact.name)

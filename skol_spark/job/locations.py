@@ -73,26 +73,29 @@ def check_locations(spark, config: JobConfig) -> list[Location]:
     Hadoop cannot handle, or a file standing where a directory will be written.
     Writes nothing.
     """
-    from skol_spark.job.sink import HadoopFS, check_mode
+    from skol_spark.job.services import is_connect, services_for
+    from skol_spark.job.sink import check_mode
 
+    services = services_for(spark)
+    qualify = _qualified_here if is_connect(spark) else (lambda loc: _qualified(spark, loc))
     wanted = [Location(key, path, True) for key, path in written_locations(config)]
     for loc in wanted:
         refuse_unsupported_name(loc)
     if config.input.path and not config.input.table:
         wanted.insert(0, Location("input.path", config.input.path, False))
-    located = [_qualified(spark, loc) for loc in wanted]
+    located = [qualify(loc) for loc in wanted]
     refuse_overlaps(located)
     for loc in located:
         if loc.writes:
             try:
-                refuse_file_in_the_way(HadoopFS(spark, loc.uri), loc, config.output.mode)
+                refuse_file_in_the_way(services.fs(loc.uri), loc, config.output.mode)
             except ConfigError:
                 raise
             except Exception as e:  # Py4JJavaError: the file system is unreachable or refuses us
                 raise JobFailedError(f"cannot inspect {loc.key} {loc.given}: {first_line(e)}. Nothing was "
                                      "written; check that the location is reachable and readable") from None
     if config.output.path:
-        check_mode(HadoopFS(spark, config.output.path), config.output.path, config.output.mode)
+        check_mode(services.fs(config.output.path), config.output.path, config.output.mode)
     return located
 
 
@@ -162,6 +165,19 @@ def _qualified(spark, loc: Location) -> Location:
     if scheme == "file":
         return Location(loc.key, loc.given, loc.writes, "file:", os.path.realpath(path_part))
     return Location(loc.key, loc.given, loc.writes, f"{scheme}://{authority or ''}", posixpath.normpath(path_part))
+
+
+def _qualified_here(loc: Location) -> Location:
+    """``_qualified`` without a JVM (Spark Connect): the driver's own file system for scheme-less and
+    ``file:`` paths (the only ones a Connect run writes), other schemes as written."""
+    from urllib.parse import urlsplit
+
+    given = _glob_free_prefix(loc.given) if not loc.writes else loc.given
+    parts = urlsplit(given)
+    if parts.scheme in ("", "file"):
+        return Location(loc.key, loc.given, loc.writes, "file:", os.path.realpath(parts.path or given))
+    return Location(loc.key, loc.given, loc.writes, f"{parts.scheme}://{parts.netloc}",
+                    posixpath.normpath(parts.path or "/"))
 
 
 def _glob_free_prefix(path: str) -> str:

@@ -65,11 +65,12 @@ class RunRecorder:
     def __init__(self, spark, config: JobConfig, run_id: str) -> None:
         self.spark, self.config, self.run_id = spark, config, run_id
         self.t0 = time.monotonic()
-        sc = spark.sparkContext
+        from skol_spark.job.services import services_for
+
         out = config.output
         self.data: dict[str, Any] = {
             "run_id": run_id, "skol_spark_version": __version__, "started_at": _now(),
-            "spark": {"application_id": sc.applicationId, "master": sc.master, "version": spark.version},
+            "spark": services_for(spark).facts(),  # application id, master, version, session: classic/connect
             "input": {"path": config.input.path, "table": config.input.table, "format": config.input.format},
             "output": {"path": out.path, "table": out.table, "format": out.format, "mode": out.mode},
             "config": config.redacted(),
@@ -89,7 +90,7 @@ class RunRecorder:
     def _published(self) -> bool:
         """Whether this run's rows are at the output: marked, or (an interrupt between the publishing rename
         and the mark) this run's ``run_id=`` directory is there."""
-        from skol_spark.job.sink import FILE_FORMATS, HadoopFS, OutputPaths
+        from skol_spark.job.sink import FILE_FORMATS, OutputPaths
 
         out = self.config.output
         if self.data["published"] or not out.path or out.dynamic_partition_overwrite \
@@ -97,7 +98,9 @@ class RunRecorder:
             return bool(self.data["published"])
         try:
             paths = OutputPaths(out.path, self.run_id)
-            visible = HadoopFS(self.spark, out.path).exists(f"{paths.output}/{paths.partition_dir}")
+            from skol_spark.job.services import services_for
+
+            visible = services_for(self.spark).fs(out.path).exists(f"{paths.output}/{paths.partition_dir}")
         except Exception:  # the JVM may be gone (SIGTERM to the process group): nothing to tell
             return False
         if visible:
@@ -209,14 +212,14 @@ class RunRecorder:
 
     def close(self) -> None:
         """Write manifest.json into the run directory (any Hadoop filesystem)."""
-        from skol_spark.job.sink import HadoopFS
+        from skol_spark.job.services import services_for
 
         logging.getLogger("skol_spark").removeHandler(self._warnings)
         if self._warnings.messages:
             self.data["warnings"] = self._warnings.messages
         path = f"{self.run_dir()}/manifest.json"
         try:
-            fs = HadoopFS(self.spark, path)
+            fs = services_for(self.spark).fs(path)
             fs.mkdirs(self.run_dir())
             fs.write_whole(path, json.dumps(self.data, indent=2, sort_keys=True, default=str).encode())
             self.manifest_path = path

@@ -161,10 +161,12 @@ def discard_staging(fs: HadoopFS, paths) -> None:
     try:
         if not fs.exists(paths.staging):
             return
-        tracker = fs.spark.sparkContext.statusTracker()
-        deadline = time.monotonic() + JOBS_STOP_SECONDS
-        while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        spark = getattr(fs, "spark", None)  # a LocalFS (Spark Connect) has none: interrupts are synchronous there
+        if spark is not None:
+            tracker = spark.sparkContext.statusTracker()
+            deadline = time.monotonic() + JOBS_STOP_SECONDS
+            while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
+                time.sleep(0.2)
         fs.remove(paths.staging)
     except Exception as e:
         log.warning("could not remove the staging directory %s: %s (the next run removes it)", paths.staging,

@@ -33,13 +33,15 @@ class RunPlan:
         inp = self.config.input
         return dict(doc_col=inp.doc_id_col, line_col=inp.line_col, features_col=inp.features_col)
 
-    def scoring_plan(self, carry_cols: tuple[str, ...], *, lines: int, presorted: bool) -> ScoringPlan:
-        """What the scoring tasks get (with the artifact's broadcast handle)."""
+    def scoring_plan(self, carry_cols: tuple[str, ...], *, lines: int, presorted: bool,
+                     flag_builds: bool = False) -> ScoringPlan:
+        """What the scoring tasks get (with the artifact's handle)."""
         a, s = self.artifact, self.config.scoring
         return ScoringPlan(**self.keys, carry_cols=carry_cols, labels=tuple(a.labels), window=self.window,
                            stride=self.stride, batch_size=s.batch_size, feature_size=a.feature_size,
                            model_name=a.name, model_version=a.version, run_id=self.run_id, build=self.build,
-                           partitions=self.env.partitions(lines), presorted=presorted)
+                           partitions=self.env.partitions(lines), presorted=presorted,
+                           flag_builds=flag_builds)
 
 
 def make_plan(spark, config: JobConfig, artifact, run_id: str) -> RunPlan:

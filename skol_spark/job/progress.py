@@ -1,23 +1,27 @@
 """Driver-side progress and the job-level timeout, both as small background threads.
 
-Progress polls Spark's status tracker (no extra Spark jobs, no accumulators):
-the scoring stage's finished tasks over all tasks, scaled to the input's line
-count, gives lines done, a rate and an ETA. It writes to stderr, so stdout
+Progress polls the session's task counts (``job.services``: the status tracker
+on a classic session, the progress handler on a Spark Connect one; no extra
+Spark jobs, no accumulators): the scoring stage's finished tasks over all
+tasks, scaled to the input's line count, gives lines done, a rate and an ETA. It writes to stderr, so stdout
 stays machine-readable, and stays silent in quiet mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 
 class Progress:
-    def __init__(self, spark, *, total_lines: int, interval: float = 5.0, stream: TextIO | None = None,
+    def __init__(self, services, *, total_lines: int, interval: float = 5.0, stream: TextIO | None = None,
                  enabled: bool = True) -> None:
-        self.sc = spark.sparkContext
+        self.services = services
+        self._stack = contextlib.ExitStack()
+        self.tasks: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.total = total_lines
         self.interval = interval
         self.stream = stream or sys.stderr
@@ -28,6 +32,8 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         if self.enabled:
+            # -> (finished, total) tasks over the active stages
+            self.tasks = self._stack.enter_context(self.services.task_progress())
             self._thread.start()
         return self
 
@@ -35,17 +41,7 @@ class Progress:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2)
-
-    def tasks(self) -> tuple[int, int]:
-        """(finished, total) tasks over the active stages."""
-        tracker = self.sc.statusTracker()
-        done = total = 0
-        for stage_id in tracker.getActiveStageIds():
-            info = tracker.getStageInfo(stage_id)
-            if info is not None:
-                done += info.numCompletedTasks
-                total += info.numTasks
-        return done, total
+        self._stack.close()
 
     def _run(self) -> None:
         last: tuple[int, int] | None = None
@@ -75,8 +71,8 @@ class Progress:
 class Timeout:
     """Cancel all Spark jobs after ``seconds`` (0 = never); ``fired`` tells the caller why they failed."""
 
-    def __init__(self, spark, seconds: float) -> None:
-        self.sc = spark.sparkContext
+    def __init__(self, services, seconds: float) -> None:
+        self.services = services
         self.seconds = seconds
         self.fired = threading.Event()
         self._timer: threading.Timer | None = None
@@ -90,7 +86,7 @@ class Timeout:
 
     def _fire(self) -> None:
         self.fired.set()
-        self.sc.cancelAllJobs()
+        self.services.cancel_all()
 
     def __exit__(self, *exc: object) -> None:
         if self._timer is not None:

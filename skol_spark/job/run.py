@@ -24,11 +24,11 @@ from skol_spark.job.inputs import carried_columns, read_input, unscored_document
 from skol_spark.job.plan import RunPlan, make_plan, reads_input_partitions, trusts_clustering
 from skol_spark.job.score import score_and_publish
 from skol_spark.job.locations import check_locations
-from skol_spark.job.sink import HadoopFS, OutputLock, recover
+from skol_spark.job.services import services_for
+from skol_spark.job.sink import OutputLock, recover
 from skol_spark.job.smoke import SmokeTest, checked_predictor
 from skol_spark.job.validate import bad_documents, check_schema, refuse_bad_input, refuse_split_documents, scan_input
 from skol_spark.model.builder import check_keras_floor
-from skol_spark.scoring import worker_log
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     from skol_spark.job.model_loading import load_artifact
 
     out = config.output
-    fs = HadoopFS(spark, out.path) if out.path else None
+    services = services_for(spark)
+    services.check_sinks(config)  # a sink this kind of session cannot keep its guarantees on: refused here
+    fs = services.fs(out.path) if out.path else None
     if artifact is None:
         artifact = load_artifact(config)
     recorder.model(artifact)
@@ -92,12 +94,12 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
 
 
 def _execute(spark, plan: RunPlan, fs, recorder) -> int:
-    """Validate, score and publish, record; the broadcast, the warm-up and the lock never outlive the run."""
-    config, sc = plan.config, spark.sparkContext
+    """Validate, score and publish, record; the shipped model, the warm-up and the lock never outlive the run."""
+    config, services = plan.config, plan.env.services
     smoke = SmokeTest(plan.artifact, plan.build, threads=config.scoring.tf_threads or 1, deferred=plan.env.warm)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(plan.env.arrow_batch_size()))
-    handle = sc.broadcast(plan.artifact)
-    builds = worker_log.accumulator(sc)  # model builds, and what each task scored on
+    services.set_conf("spark.sql.execution.arrow.maxRecordsPerBatch", str(plan.env.arrow_batch_size()))
+    shipment = services.ship(plan.artifact, inline_max_bytes=int(config.job.connect_inline_model_mb * 2**20))
+    handle, builds = shipment.handle, services.build_counter()  # builds: model builds, what each task scored on
     # started first: the workers' TensorFlow import and build overlap the driver's input checks
     warm = plan.env.warm_up(spark, plan.build, handle, builds)
     lock = OutputLock(fs, plan.paths) if fs else None
@@ -115,22 +117,23 @@ def _execute(spark, plan: RunPlan, fs, recorder) -> int:
         partitions = plan.env.partitions(report.lines)
         # quarantine filters the input: its order is no longer the one the scan saw
         presorted = report.ok and report.in_document_order and reads_input_partitions(config, partitions)
-        scoring = plan.scoring_plan(carry, lines=report.lines, presorted=presorted)
+        scoring = plan.scoring_plan(carry, lines=report.lines, presorted=presorted, flag_builds=builds.flag_column)
         schema, seconds = score_and_publish(spark, df, scoring, handle, builds, config, plan.paths, fs, recorder,
-                                            lines=report.lines)
+                                            lines=report.lines, services=services)
         recorder.mark_published()
-        recorder.scoring(seconds=seconds, builds=worker_log.builds(builds.value), window=plan.window,
-                         stride=plan.stride, workers=worker_log.workers(builds.value), devices=plan.env.devices(),
+        recorder.scoring(seconds=seconds, builds=builds.total(), window=plan.window, stride=plan.stride,
+                         workers=builds.workers(), devices=plan.env.devices(),
                          partitions=scoring.partitions, tf_threads=plan.build.tf_threads,
                          warm_up=warm.summary() if warm else None, predictor=predictor, presorted=presorted,
                          smoke_test=smoke.where, environment=plan.env.kind)
+        recorder.data["scoring"]["model_shipped_by"] = shipment.how
         return recorder.output(spark, config, plan.paths, plan.env, schema=schema)
     finally:
         if warm:
             warm.cancel()
         if lock:
             lock.release()
-        handle.destroy()
+        shipment.release()
 
 
 def _validate(spark, df, kind: str, plan: RunPlan, smoke: SmokeTest, recorder):

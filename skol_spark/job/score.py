@@ -15,12 +15,17 @@ from skol_spark.job.config import JobConfig
 from skol_spark.job.failures import spark_failure
 from skol_spark.job.inputs import with_true_label
 from skol_spark.job.plan import reads_input_partitions
+from skol_spark.job.services import BUILT_COLUMN
 from skol_spark.job.sink import OutputPaths, publish, write_dynamic_overwrite, write_staged, write_table
 from skol_spark.scoring.partition import ScoringPlan, make_partition_scorer
 
 
 def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     """Group documents into partitions, sort by line, and map each partition through the scorer.
+
+    ``handle.value`` is the artifact on the executors; ``builds`` the
+    session's model-build counter (``job.services``): an accumulator the
+    tasks add to, or (``plan.flag_builds``) a flag column it observes and drops.
 
     A document must not span partitions. One partition holds every document,
     and partitions of input clustered by document hold whole documents, so
@@ -46,7 +51,9 @@ def scoring_frame(df, plan: ScoringPlan, config: JobConfig, handle, builds):
     if not plan.presorted:
         df = df.sortWithinPartitions(plan.doc_col, plan.line_col)
     schema = output_schema(df.schema, plan)
-    return df.mapInArrow(make_partition_scorer(plan, handle, builds), schema)
+    if builds is None:  # nothing counts the builds (a plan inspected, not run)
+        return df.mapInArrow(make_partition_scorer(plan, handle), schema)
+    return builds.frame(df.mapInArrow(make_partition_scorer(plan, handle, builds.tasks), schema))
 
 
 def output_schema(input_schema, plan: ScoringPlan):
@@ -62,14 +69,17 @@ def output_schema(input_schema, plan: ScoringPlan):
         T.StructField("model_version", T.IntegerType(), False),
         T.StructField("run_id", T.StringType(), False),
     ]
+    if plan.flag_builds:
+        fields.append(T.StructField(BUILT_COLUMN, T.IntegerType(), False))
     return T.StructType(fields)
 
 
 def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobConfig, paths: OutputPaths, fs,
-                      recorder, *, lines: int) -> tuple[object, float]:
+                      recorder, *, lines: int, services) -> tuple[object, float]:
     """Score and write in one Spark job, then publish. -> (the written rows' schema, seconds it took).
 
-    ``handle`` is the broadcast artifact, ``builds`` an accumulator of model builds.
+    ``handle`` carries the artifact, ``builds`` counts model builds (``scoring_frame``); ``services`` are
+    the session's (``job.services``): the timeout cancels through them, progress polls them.
     """
     from skol_spark.job.progress import Progress, Timeout
 
@@ -77,8 +87,8 @@ def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobC
     started = time.monotonic()
     scored = scoring_frame(df, plan, config, handle, builds)
     annotations = None
-    with Timeout(spark, config.job.timeout_seconds) as timeout, \
-            Progress(spark, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
+    with Timeout(services, config.job.timeout_seconds) as timeout, \
+            Progress(services, total_lines=lines, enabled=config.job.progress and not config.job.quiet):
         try:
             if out.table:
                 write_table(scored, out.table, fmt=out.format if out.format != "parquet" else "",
@@ -86,7 +96,7 @@ def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobC
             elif out.dynamic_partition_overwrite:
                 write_dynamic_overwrite(scored, out.path, fmt=out.format, partition_by=out.partition_by)
             else:
-                write_staged(scored, paths, fmt=out.format, partition_by=out.partition_by)
+                write_staged(scored, paths, fmt=out.format, partition_by=out.partition_by, fs=fs)
                 annotations = annotated.stage(spark, config, paths, scored.schema, plan)  # docs/text.md
         except Exception as e:
             if fs and not out.dynamic_partition_overwrite:

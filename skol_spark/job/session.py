@@ -24,9 +24,19 @@ DEFAULT_CONF = {
 }
 
 
+def connect_remote(remote: str = "") -> str:
+    """The Spark Connect URL to use: ``job.remote``, else PySpark's own ``SPARK_REMOTE``; "" for a classic session."""
+    return remote or os.environ.get("SPARK_REMOTE", "")
+
+
 def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mapping[str, str] | None = None,
-                  preload_tensorflow: bool = True, class_archive: str = "auto"):
+                  preload_tensorflow: bool = True, class_archive: str = "auto", remote: str = ""):
     """Return the active SparkSession, or build one with our defaults.
+
+    With a Spark Connect URL (``remote``, else ``SPARK_REMOTE``) the session
+    is a Connect session and no master is set: the server has its own
+    (``local[N]`` starts PySpark's local Connect server, which takes our
+    settings; a remote server takes only those a session may change).
 
     ``master`` applies only when no session exists yet (spark-submit passes
     its own ``--master``; an empty value leaves the choice to it). A local
@@ -38,6 +48,8 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
     """
     from pyspark.sql import SparkSession
 
+    if connect_remote(remote):
+        return build_connect_session(connect_remote(remote), app_name=app_name, conf=conf)
     active = SparkSession.getActiveSession()
     if active is not None:
         for key, value in (conf or {}).items():
@@ -57,6 +69,27 @@ def build_session(*, master: str = "", app_name: str = "skol-spark", conf: Mappi
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get("SKOL_SPARK_LOG_LEVEL", "WARN"))
     return session
+
+
+def build_connect_session(remote: str, *, app_name: str, conf: Mapping[str, str] | None):
+    """A Spark Connect session (the active one if any); settings it cannot take are skipped, as on Databricks."""
+    import warnings
+
+    from pyspark.sql import SparkSession
+
+    settings = {**DEFAULT_CONF, **dict(conf or {})}
+    with warnings.catch_warnings():  # "Failed to set <static setting>": fixed when the server started
+        warnings.simplefilter("ignore", UserWarning)
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            for key, value in settings.items():
+                _try_set(active, key, value)
+            return active
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = SparkSession.builder.remote(remote).appName(app_name)
+        for key, value in settings.items():  # a local server starts with them; a remote one takes the runtime ones
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
 
 
 def start_tensorflow_import() -> threading.Thread:

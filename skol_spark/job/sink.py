@@ -124,7 +124,7 @@ def check_mode(fs: HadoopFS, output: str, mode: str) -> None:
 FILE_FORMATS = ("parquet", "orc", "avro", "json")  # csv and text cannot hold arrays: refused by config
 
 
-def write_staged(df, paths: OutputPaths, *, fmt: str, partition_by: tuple[str, ...]) -> None:
+def write_staged(df, paths: OutputPaths, *, fmt: str, partition_by: tuple[str, ...], fs=None) -> None:
     """Write the result under the staging directory, one ``run_id=`` partition.
 
     A file format is written straight into ``run_id=<id>/`` instead of through
@@ -144,7 +144,7 @@ def write_staged(df, paths: OutputPaths, *, fmt: str, partition_by: tuple[str, .
         writer.save(staged_run)
     else:
         df.write.format(fmt).mode("overwrite").partitionBy("run_id", *partition_by).save(paths.staging)
-    fs = HadoopFS(spark, paths.staging)
+    fs = fs or HadoopFS(spark, paths.staging)  # or job.localfs.LocalFS on a Spark Connect session
     fs.delete(f"{staged_run}/_SUCCESS")  # publish() marks the output itself
     if not fs.exists(staged_run) or not any(not n.startswith(("_", ".")) for n in fs.list(staged_run)):
         # An empty result may write no partition directory or no file, and a directory without files has

@@ -49,12 +49,12 @@ class Cluster:
 
     kind = "cluster"
 
-    def __init__(self, sc, config, *, gpus: int | None = None) -> None:
-        self.config = config
-        self.cores = max(1, sc.defaultParallelism)
-        conf = sc.getConf()
-        self.warm = warm_up_wanted(sc.master, conf.get("spark.python.worker.reuse", "true"), config.scoring.warm_up)
-        self.gpu_conf = {k: conf.get(k) for k in GPU_CONF if conf.get(k) is not None}
+    def __init__(self, services, config, *, gpus: int | None = None) -> None:
+        self.config, self.services = config, services  # services: job.services, classic or Connect
+        self.cores = services.parallelism()
+        self.warm = warm_up_wanted(services.master, services.conf("spark.python.worker.reuse", "true"),
+                                   config.scoring.warm_up)
+        self.gpu_conf = {k: services.conf(k) for k in GPU_CONF if services.conf(k) is not None}
         self.gpus = self.detect_gpus() if gpus is None else gpus
 
     def detect_gpus(self) -> int:
@@ -98,7 +98,7 @@ class Cluster:
             return None
         from skol_spark.local.warmup import WarmUp
 
-        return WarmUp(spark, spec, handle, builds, self.warm_workers()).start()
+        return WarmUp(spark, self.services, spec, handle, builds, self.warm_workers()).start()
 
     def warm_workers(self) -> int:
         return self.cores
@@ -154,6 +154,9 @@ class LocalMaster(Cluster):
 
 
 def environment(spark, config, *, gpus: int | None = None) -> Cluster:
-    """The run's ``LocalMaster`` or ``Cluster``; ``gpus``: the detection, passed in (tests), else made."""
-    sc = spark.sparkContext
-    return (LocalMaster if is_local_master(sc.master) else Cluster)(sc, config, gpus=gpus)
+    """The run's ``LocalMaster`` or ``Cluster``, on a classic or a Spark Connect session; ``gpus``: the
+    detection, passed in (tests), else made."""
+    from skol_spark.job.services import services_for
+
+    services = services_for(spark)
+    return (LocalMaster if is_local_master(services.master) else Cluster)(services, config, gpus=gpus)

@@ -38,24 +38,23 @@ _GROUP = "skol-spark-warm-up"
 class WarmUp:
     """One background Spark job that builds the model in ``workers`` Python workers."""
 
-    def __init__(self, spark, spec: BuildSpec, handle, builds, workers: int) -> None:
-        self.spark, self.spec, self.handle, self.builds = spark, spec, handle, builds
+    def __init__(self, spark, services, spec: BuildSpec, handle, builds, workers: int) -> None:
+        """``services``: the session's (``job.services``); ``builds``: its build counter."""
+        self.spark, self.services, self.spec, self.handle, self.builds = spark, services, spec, handle, builds
         self.workers = max(1, workers)
         self.error: BaseException | None = None
         self.built = 0  # workers that built the model (the others held it from an earlier run)
         self.intra_op_threads: list[int] = []  # TensorFlow's pool size in the warmed workers, as set
         self.predictor = ""  # line_projection or keras, as the workers built it (the run manifest)
         self.seconds = 0.0
-        from pyspark import InheritableThread  # cleans up its JVM thread's local properties (job group)
-
-        self.thread = InheritableThread(target=self._run, name="skol-warm-up", daemon=True)
+        self.thread = services.thread(self._run, "skol-warm-up")
 
     def start(self) -> WarmUp:
         self.thread.start()
         return self
 
     def _run(self) -> None:
-        spec, handle, builds = self.spec, self.handle, self.builds
+        spec, handle, builds = self.spec, self.handle, self.builds.tasks
 
         def warm(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             with errors_for_the_driver():
@@ -71,15 +70,15 @@ class WarmUp:
                                                   "threads": pa.array([threads], pa.int32()),
                                                   "predictor": pa.array([predictor_kind(predict)], pa.string())})
 
-        sc = self.spark.sparkContext
         started = time.monotonic()
         try:
-            # job group: a thread-local property, so that cancel() reaches this job only
-            sc.setJobGroup(_GROUP, "skol-spark: build the model in the Python workers", interruptOnCancel=True)
-            rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
-                warm, "pid long, built boolean, threads int, predictor string"
-            ).collect()
+            # a job group / operation tag is thread-local, so that cancel() reaches this job only
+            with self.services.job_scope(_GROUP, "skol-spark: build the model in the Python workers"):
+                rows = self.spark.range(0, self.workers, 1, self.workers).mapInArrow(
+                    warm, "pid long, built boolean, threads int, predictor string"
+                ).collect()
             self.built = sum(r["built"] for r in rows)
+            self.builds.warmed(self.built)
             self.intra_op_threads = sorted({r["threads"] for r in rows})
             self.predictor = "+".join(sorted({r["predictor"] for r in rows}))  # one kind unless a worker fell back
         except BaseException as e:  # re-raised on the main thread by wait()
@@ -106,5 +105,5 @@ class WarmUp:
     def cancel(self) -> None:
         """The run is failing before scoring: stop the job instead of leaving it to finish."""
         if self.thread.is_alive():
-            self.spark.sparkContext.cancelJobGroup(_GROUP)
+            self.services.cancel(_GROUP)
         self.thread.join()

@@ -2,8 +2,9 @@
 
 Metrics come from reading back the written output (a few columns), never from
 re-running the model. The report (HTML + PNGs) is drawn locally and then
-copied next to the run manifest through Hadoop's FileSystem API, so it lands
-beside the output on HDFS/S3 as well. Runs larger than ``REPORT_MAX_LINES``
+copied next to the run manifest through the session's file system
+(``job.services``: Hadoop's FileSystem API on a classic session, so it lands
+beside the output on HDFS/S3 as well; the driver's own on Spark Connect). Runs larger than ``REPORT_MAX_LINES``
 skip the report with a warning (the per-label counts in the manifest remain).
 """
 
@@ -26,7 +27,7 @@ def evaluate_output(written, labels: list[str], *, doc_col: str, line_col: str, 
 
     from skol_spark.report.metrics import format_class_table
     from skol_spark.report.build import write_report as draw_report
-    from skol_spark.job.sink import HadoopFS
+    from skol_spark.job.services import services_for
 
     if rows > REPORT_MAX_LINES:
         log.warning("run has %d lines, more than %d: skipping the report (docs/operations.md, 'Evaluation and the "
@@ -43,7 +44,7 @@ def evaluate_output(written, labels: list[str], *, doc_col: str, line_col: str, 
                              manifest=manifest)
         paths = {}
         if write_report:
-            fs = HadoopFS(written.sparkSession, report_dir)
+            fs = services_for(written.sparkSession).fs(report_dir)
             fs.mkdirs(report_dir)
             for name in sorted(p.name for p in Path(tmp).iterdir()):
                 fs.write(f"{report_dir}/{name}", (Path(tmp) / name).read_bytes())

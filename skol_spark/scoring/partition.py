@@ -33,6 +33,7 @@ from skol_spark.scoring.worker_log import WorkerModel, record_task
 
 log = logging.getLogger(__name__)
 
+BUILT_COLUMN = "_skol_model_built"  # ScoringPlan.flag_builds: dropped by the driver before writing
 RESULT_COLUMNS = ("label", "prediction", "confidence", "probabilities", "model_name", "model_version", "run_id")
 
 
@@ -69,22 +70,29 @@ class ScoringPlan:
     build: BuildSpec = BuildSpec()
     partitions: int = 0  # scoring partitions (0: keep the input's, it is clustered by document)
     presorted: bool = False  # stream the input as read: the scan found each document one run of rows
+    flag_builds: bool = False  # Spark Connect (no accumulators): a last column, 1 on a task's first row if it built
 
 
 def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Callable:
-    """The function given to ``mapInArrow``. Closes over the broadcast handle, never the model."""
+    """The function given to ``mapInArrow``. Closes over the artifact's handle (``handle.value`` is the
+    artifact: a broadcast, or on Spark Connect the artifact itself or a session file), never the model."""
 
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         with errors_for_the_driver():
             inject_test_fault()
-            predict, task_plan = None, plan
+            predict, task_plan, built = None, plan, False
             for table in iter_complete_documents(batches, plan.doc_col, check_runs=plan.presorted):
                 if predict is None:
                     model, built = worker_model(plan.build, artifact_handle.value)
                     task_plan = dataclasses.replace(plan, batch_size=model.batch_size(plan.batch_size))
                     record_task(builds, model, built, batch_size=task_plan.batch_size)
                     predict = model.predict
-                yield from score_table(table, task_plan, predict).to_batches()
+                scored = score_table(table, task_plan, predict)
+                if plan.flag_builds:  # Spark Connect: no accumulators, builds counted from this column
+                    flags = np.zeros(scored.num_rows, dtype=np.int32)
+                    flags[:1] = int(built)
+                    scored, built = scored.append_column(BUILT_COLUMN, pa.array(flags)), False
+                yield from scored.to_batches()
 
     return score_partition
 

@@ -36,6 +36,7 @@ class RedisSettings:
     url: str = ""
     password_env: str = "SKOL_REDIS_PASSWORD"
     password_file: str = ""
+    password_secret: str = ""  # Databricks <scope>/<key> (store.secrets)
     ssl_ca_file: str = ""
     connect_timeout: float = 2.0
     socket_timeout: float = 5.0
@@ -98,6 +99,10 @@ def url_secrets(url: str) -> tuple[str, ...]:
 
 
 def read_password(settings: RedisSettings) -> str | None:
+    if settings.password_secret:
+        from skol_spark.store.secrets import databricks_secret
+
+        return databricks_secret(settings.password_secret)
     if settings.password_file:
         path = Path(settings.password_file)
         try:
