@@ -230,7 +230,9 @@ def test_M7_manifest_disagreeing_with_the_model_names_both_numbers(spark, tmp_pa
     result = run(tmp_path, redis_server, copy, input_path)
 
     assert result.code == errors.ModelFormatError.exit_code, result.err[-2000:]
-    assert "manifest label count is 4 but the model's is 3" in result.error_line
+    # refused from the manifest itself: 4 labels, outputs recorded for 3 classes (both named)
+    assert "golden.outputs" in result.error_line and "labels=4" in result.error_line
+    assert "found [3][8][3]" in result.error_line
     assert_no_output(tmp_path / "out")
 
 

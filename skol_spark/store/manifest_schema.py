@@ -120,21 +120,19 @@ def _check_payload(meta: dict[str, Any], where: str, part: str, fields: dict, op
 
 
 def _check_golden(manifest: dict[str, Any], where: str) -> None:
-    """The recorded outputs are ``[3][window_size][classes]`` numbers: the window size is bounded by data
-    the manifest really holds, before anything allocates ``window_size``-sized probe windows. (Classes
-    against the labels and the model is ``builder.check_shapes``' rule, which names both numbers.)"""
+    """The recorded outputs are ``[3][window_size][labels]`` numbers: the window size is bounded by data
+    the manifest really holds, before anything allocates ``window_size``-sized probe windows, and the
+    label count must match the classes recorded (the message names both shapes)."""
     golden = manifest["golden"]
     _expect(_int(0)[1](golden.get("seed")), where, "golden.seed", "an integer >= 0", golden.get("seed"))
     outputs, window = golden.get("outputs"), manifest["window_size"]
-    first = outputs[0][0] if isinstance(outputs, list) and outputs and isinstance(outputs[0], list) and outputs[0] \
-        else None
-    classes = len(first) if isinstance(first, list) else -1
+    classes = len(manifest["labels"])
     ok = isinstance(outputs, list) and len(outputs) == GOLDEN_WINDOWS and all(
         isinstance(w, list) and len(w) == window and all(
             isinstance(row, list) and len(row) == classes
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row) for row in w)
         for w in outputs)
-    _expect(ok, where, "golden.outputs", f"numbers shaped [{GOLDEN_WINDOWS}][window_size={window}][classes] "
+    _expect(ok, where, "golden.outputs", f"numbers shaped [{GOLDEN_WINDOWS}][window_size={window}][labels={classes}] "
             f"(found {_outline(outputs)})", outputs)
 
 
