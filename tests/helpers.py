@@ -133,9 +133,9 @@ def write_table(path: str | os.PathLike[str], table: pa.Table) -> int:
 # ---- job configs ---------------------------------------------------------------------------------------
 def write_config(path: str | os.PathLike[str], *, redis_url: str, prefix: str, model: str,
                  input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], mode: str = "error",
-                 timeouts: tuple[float, float] = (1, 2), **sections: dict) -> str:
+                 timeouts: tuple[float, float] = (1, 2), extra: dict | None = None, **sections: dict) -> str:
     """A job YAML like conf/local.yaml, pointed at test data. ``timeouts``: Redis (connect, socket) seconds;
-    ``sections`` update or extend a section (e.g. ``scoring={"partitions": 4}``)."""
+    ``sections`` (or ``extra``, a mapping of them) update or extend a section (``scoring={"partitions": 4}``)."""
     conf = {
         "redis": {"url": redis_url, "prefix": prefix, "connect_timeout": timeouts[0], "socket_timeout": timeouts[1],
                   "retries": 1},
@@ -145,7 +145,7 @@ def write_config(path: str | os.PathLike[str], *, redis_url: str, prefix: str, m
         "output": {"path": str(output_path), "mode": mode, "report": False},
         "job": {"progress": False},
     }
-    for section, values in sections.items():
+    for section, values in {**sections, **(extra or {})}.items():
         conf.setdefault(section, {}).update(values)
     Path(path).write_text(yaml.safe_dump(conf, sort_keys=False))
     return str(path)

@@ -21,8 +21,8 @@ import pytest
 from skol_spark.errors import ConfigError, NothingToDo
 from skol_spark.job.config import config_from_dict
 from tests.connect_server import CONNECT_ENV, ROOT, start_connect_server
-from tests.conftest import LABELS
-from tests.jobkit import assert_matches_reference, make_documents, read_output, reference_scores, write_input
+from tests.helpers import LABELS
+from tests.helpers import assert_matches_reference, make_documents, read_output, reference_scores, write_input
 
 pytest.importorskip("pyspark.sql.connect.session", reason="needs pyspark[connect]")
 

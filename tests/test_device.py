@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from skol_spark.model import device
-from tests.conftest import FEATURES, LABELS, WINDOW
+from tests.helpers import FEATURES, LABELS, WINDOW
 
 # ---- pure decisions, detection passed in ------------------------------------------------------------
 
@@ -57,7 +57,7 @@ def test_gpu_scheduling_advice_names_the_missing_setting():
 def test_the_manifest_names_keras_fused_cudnn_path_only_on_a_gpu():
     import keras
 
-    from tests.conftest import build_bilstm
+    from tests.helpers import build_bilstm
 
     arch = json.loads(build_bilstm().to_json())
     paths = device.recurrent_paths(arch, gpu=True)
@@ -179,7 +179,7 @@ def test_the_manifest_says_which_device_precision_and_tolerance_scored(spark, re
     from skol_spark.job.config import load_config
     from skol_spark.job.run import run_job
     from skol_spark.model.artifact import GOLDEN_TOLERANCE
-    from tests import jobkit
+    from tests import helpers as jobkit
 
     docs = jobkit.make_documents("dev", 6, seed=3)
     lines = jobkit.write_input(tmp_path / "in" / "part.parquet", docs)

@@ -20,8 +20,9 @@ import yaml
 from skol_spark import errors
 from skol_spark.store.embedded import free_port
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS
-from tests.fault_tools import documents_table, make_documents, run_cli, write_config, write_table
+from tests.helpers import LABELS
+from tests.helpers import documents_table, make_documents, write_config, write_table
+from tests.fault_tools import run_cli
 
 MODEL = "fc"
 

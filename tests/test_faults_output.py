@@ -23,9 +23,9 @@ import pytest
 
 from skol_spark import errors
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS
-from tests.fault_tools import (assert_no_output, documents_table, keys_of, kill_group, make_documents, predict_args,
-                               read_output, run_cli, run_cli_subprocess, tree_digest, write_config, write_table)
+from tests.fault_tools import kill_group, predict_args, run_cli, run_cli_subprocess
+from tests.helpers import (LABELS, assert_no_output, documents_table, keys_of, make_documents, read_output, tree_digest,
+                           write_config, write_table)
 
 MODEL = "fo"
 

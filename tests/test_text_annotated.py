@@ -13,8 +13,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from skol_spark.job.annotated import yedda
-from tests.conftest import LABELS
-from tests.jobkit import read_output
+from tests.helpers import LABELS
+from tests.helpers import read_output
 from tests.test_text_job import fitted, job_conf, predict, published, write_documents, write_lines  # noqa: F401
 from tests.textkit import make_text_documents, reference_text_scores
 

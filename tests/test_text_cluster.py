@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS, WINDOW, train_closure_model
-from tests.jobkit import assert_matches_reference, read_output, write_config
+from tests.helpers import LABELS, WINDOW, train_closure_model
+from tests.helpers import assert_matches_reference, read_output, write_config
 from tests.test_cluster import ROOT, SUBMIT_CONF, clean_env, cluster, executor_logs  # noqa: F401
 from tests.test_text_job import write_documents
 from tests.textkit import fit_pipeline, make_text_documents, reference_text_scores
@@ -32,7 +32,7 @@ def test_standalone_cluster_scores_raw_text(cluster, spark, redis_client, redis_
                                                     feature_pipeline=tmp_path / "feature_pipeline")
     docs = make_text_documents("ct", 12, seed=13, max_lines=30)
     write_documents(tmp_path / "in" / "part-0.parquet", {d: "\n".join(lines) for d, lines in docs.items()})
-    conf = write_config(tmp_path / "job.yaml", redis_url="", prefix=prefix, model="text",
+    conf = write_config(tmp_path / "job.yaml", timeouts=(2, 5), redis_url="", prefix=prefix, model="text",
                         input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="append",
                         extra={"scoring": {"partitions": 4}, "input": {"document_text_col": "body"},
                                "output": {"annotated_path": str(tmp_path / "annotated")}})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from tests.jobkit import read_output
+from tests.helpers import read_output
 from tests.test_submit import ROOT, clean_env
 
 

@@ -18,9 +18,10 @@ import pytest
 
 from skol_spark.store.legacy import import_legacy, pack_directory
 from skol_spark.store.model_store import ModelStore
-from tests.conftest import LABELS, WINDOW, train_closure_model
-from tests.fault_tools import assert_no_output, run_cli
-from tests.jobkit import assert_matches_reference, read_output, write_config
+from tests.helpers import LABELS, WINDOW, train_closure_model
+from tests.helpers import assert_no_output
+from tests.fault_tools import run_cli
+from tests.helpers import assert_matches_reference, read_output, write_config
 from tests.textkit import fit_pipeline, make_text_documents, reference_text_scores
 
 FEATURES = 36
@@ -57,7 +58,7 @@ def write_documents(path: Path, texts: dict[str, str | None]) -> None:
 def job_conf(tmp_path, redis_server, prefix: str, *, model: str = MODEL, **sections) -> tuple[str, Path]:
     output = tmp_path / "out" / "predictions"
     extra = {"output": {"mode": "overwrite", **sections.pop("output", {})}, **sections}
-    conf = write_config(tmp_path / "job.yaml", redis_url=redis_server.url, prefix=prefix, model=model,
+    conf = write_config(tmp_path / "job.yaml", timeouts=(2, 5), redis_url=redis_server.url, prefix=prefix, model=model,
                         input_path=str(tmp_path / "input"), output_path=str(output), extra=extra)
     return conf, output
 

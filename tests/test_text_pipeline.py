@@ -21,7 +21,7 @@ from skol_spark.errors import ModelFormatError, UnsafeModelError
 from skol_spark.store import pipeline as stored
 from skol_spark.store.legacy import pack_directory
 from skol_spark.text.suffix import SuffixTransformer, suffixes
-from tests.conftest import LABELS, train_closure_model
+from tests.helpers import LABELS, train_closure_model
 from tests.fault_tools import run_cli
 from tests.textkit import fit_pipeline, legacy_suffix_class, make_text_documents
 

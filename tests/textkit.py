@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from skol_spark.scoring.windowing import score_document
-from tests.conftest import LABELS, WINDOW
+from tests.helpers import LABELS, WINDOW
 
 LEGACY_STAGES = str(Path(__file__).parent / "legacy_stages")
 GENERA = ["Agaricus", "Russula", "Boletus", "Amanita", "Cortinarius", "Lactarius", "Inocybe", "Mycena"]

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from skol_spark.model.device import layer_configs
 from skol_spark.model.artifact import GOLDEN_TOLERANCE, ModelArtifact, check_golden, decode_weights, golden_inputs
 from skol_spark.errors import DependencyError, EnvironmentMismatchError, ModelFormatError, UnsafeModelError
 
@@ -98,7 +99,7 @@ def check_architecture(architecture: str, *, custom_modules: Sequence[str] = (),
         raise ModelFormatError("architecture JSON is not a serialized Keras model (no class_name)")
     config.pop("compile_config", None)
     allowed = tuple(SAFE_MODULE_PREFIXES) + tuple(custom_modules)
-    for node in _walk(config):
+    for node in layer_configs(config):
         _vet_node(node, allowed, allow_unsafe)
     return config
 
@@ -140,17 +141,6 @@ def _vet_node(node: dict[str, Any], allowed: tuple[str, ...], allow_unsafe: bool
 
 def _allowed(module: str, allowed: Iterable[str]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in allowed)
-
-
-def _walk(node: Any):
-    if isinstance(node, dict):
-        if "class_name" in node:
-            yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def import_custom_objects(modules: Sequence[str]) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def lstm_path(config: dict[str, Any], *, gpu: bool) -> str:
 def recurrent_paths(architecture: dict[str, Any], *, gpu: bool) -> dict[str, str]:
     """``{LSTM layer name: cudnn | loop}`` for every LSTM in a serialized model (wrapped ones included)."""
     return {node.get("config", {}).get("name", "?"): lstm_path(node.get("config", {}), gpu=gpu)
-            for node in _layers(architecture) if node.get("class_name") == "LSTM"}
+            for node in layer_configs(architecture) if node.get("class_name") == "LSTM"}
 
 
 def predictor_path(kind: str, paths: dict[str, str]) -> str:
@@ -156,15 +156,16 @@ def predictor_path(kind: str, paths: dict[str, str]) -> str:
         "keras" if not any(p == "cudnn" for p in paths.values()) else "keras-cudnn-partly"
 
 
-def _layers(node: Any) -> Iterable[dict[str, Any]]:
+def layer_configs(node: Any) -> Iterable[dict[str, Any]]:
+    """Every layer config (a dict with ``class_name``) nested anywhere in an architecture's JSON."""
     if isinstance(node, dict):
         if "class_name" in node:
             yield node
         for value in node.values():
-            yield from _layers(value)
+            yield from layer_configs(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _layers(value)
+            yield from layer_configs(value)
 
 
 def configure_device(task_gpu: int | None = None) -> WorkerDevice:
