@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_process_started_in_the_exported_tree_imports_its_package(tmp_path):
     src = bench.checkout("HEAD", tmp_path / "baseline-src")
-    assert (src / "skol_spark" / "windowing.py").is_file()
+    assert (src / "skol_spark" / "scoring" / "windowing.py").is_file()
     env = bench.child_env(tmp_path / "marks", src)
     probe = [sys.executable, "-c", "import skol_spark; print(skol_spark.__file__)"]
     there = subprocess.run(probe, env=env, cwd=src, capture_output=True, text=True, check=True).stdout.split()

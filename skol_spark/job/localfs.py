@@ -100,6 +100,19 @@ class LocalFS:
     def local_path(self, p: str) -> str | None:
         return local_path(p)
 
+    def write_whole(self, p: str, data: bytes) -> None:
+        """Write ``p`` so that it appears complete or not at all: a temporary sibling, ``os.replace``d."""
+        local = self._p(p)
+        os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+        tmp = f"{local}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, local)
+        finally:
+            if os.path.lexists(tmp):
+                os.remove(tmp)
+
     def write(self, p: str, data: bytes, *, overwrite: bool = True) -> None:
         local = self._p(p)
         os.makedirs(os.path.dirname(local) or ".", exist_ok=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass
 
 from skol_spark.errors import ConfigError, JobFailedError
@@ -102,11 +103,10 @@ def check_locations(spark, config: JobConfig) -> list[Location]:
 def refuse_unsupported_name(loc: Location) -> None:
     """A written path whose names Hadoop cannot turn into siblings/children, or that Spark would glob."""
     body = loc.given
-    if "://" in body:  # scheme://authority/path: the authority may hold a port (host:8020)
-        rest = body.split("://", 1)[1]
-        body = rest[rest.find("/"):] if "/" in rest else ""
-    elif body.startswith("file:"):
-        body = body[len("file:"):]
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", body):  # scheme:/path, scheme://authority/path (host:8020)
+        from urllib.parse import urlsplit
+
+        body = urlsplit(body).path
     if ":" in body:
         name = next(part for part in body.split("/") if ":" in part)
         raise ConfigError(

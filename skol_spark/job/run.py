@@ -57,6 +57,7 @@ def run_job(spark, config: JobConfig, *, artifact=None, run_id: str | None = Non
     require_job_fields(config)
     # cheapest refusal first, before Redis, TensorFlow or Spark jobs, and before the manifest (whose
     # location is one of those checked): a refused run writes nothing at all
+    services_for(spark).check_sinks(config)  # a sink this kind of session cannot keep its guarantees on
     check_locations(spark, config)
     run_id = run_id or new_run_id()
     recorder = RunRecorder(spark, config, run_id)
@@ -80,9 +81,7 @@ def _run(spark, config: JobConfig, run_id: str, recorder, artifact) -> RunResult
     from skol_spark.job.model_loading import load_artifact
 
     out = config.output
-    services = services_for(spark)
-    services.check_sinks(config)  # a sink this kind of session cannot keep its guarantees on: refused here
-    fs = services.fs(out.path) if out.path else None
+    fs = services_for(spark).fs(out.path) if out.path else None
     if artifact is None:
         artifact = load_artifact(config)
     recorder.model(artifact)
