@@ -183,9 +183,9 @@ def test_password_in_the_url_query_string_appears_nowhere(spark, tmp_path, closu
         client.close()
         conf = write_config(tmp_path / "job.yaml", redis_url=url, prefix="q", model=MODEL, input_path=input_path,
                             output_path=tmp_path / "out")
-        root.setLevel(logging.INFO)  # the run-config line is an INFO record
+        root.setLevel(logging.DEBUG)  # the run-config line is a DEBUG record (the manifest keeps the config)
         dry = run_cli(["predict", "--conf", conf, "--dry-run"])
-        ran = run_cli(["predict", "--conf", conf])
+        ran = run_cli(["--debug", "predict", "--conf", conf])
         model = ["--redis-url", url, "--prefix", "q"]
         listed = run_cli(["model", "list", MODEL, *model])
         shown = run_cli(["model", "show", MODEL, "--json", *model])

@@ -287,7 +287,7 @@ def _plan():
     from skol_spark.scoring.partition import ScoringPlan
 
     return ScoringPlan(doc_col="doc", line_col="line", features_col="f", carry_cols=("doc", "line"),
-                       labels=("a", "b"), window=4, stride=4, batch_size=8, feature_size=SIZE, tf_threads=1,
+                       labels=("a", "b"), window=4, stride=4, batch_size=8, feature_size=SIZE,
                        model_name="m", model_version=1, run_id="r", presorted=True)
 
 
@@ -303,10 +303,11 @@ def test_in_line_order_sorts_lines_spanning_int64():
 
 
 def test_check_batch_refuses_nan_document_ids():
+    from skol_spark.errors import InputContractError
     from skol_spark.scoring.partition import check_batch
 
     table = pa.table({"doc": pa.array([1.0, float("nan"), float("nan")]), "line": pa.array([0, 0, 1], pa.int32())})
     features = DenseFeatures(np.ones((3, SIZE), np.float32))
-    with pytest.raises(ValueError, match=r"2 line\(s\) with null doc/line \(or NaN\), e.g. doc=nan line=0"):
+    with pytest.raises(InputContractError, match=r"2 line\(s\) with null doc/line \(or NaN\), e.g. doc=nan line=0"):
         check_batch(table, _plan(), features)
     check_batch(table.slice(0, 1), _plan(), features.slice(0, 1))  # a finite float id is a fine key
