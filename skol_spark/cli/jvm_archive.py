@@ -69,8 +69,8 @@ def _record(tmp: str, work: str) -> None:
     rng = np.random.default_rng(0)
     docs = np.repeat(np.arange(200), 20)
     nnz = 3
-    indices = rng.integers(0, features, size=(len(docs), nnz)).astype(np.int32)
-    indices.sort(axis=1)
+    # distinct, sorted indices per line: repeated ones are refused input
+    indices = np.sort(rng.random((len(docs), features)).argsort(axis=1)[:, :nnz], axis=1).astype(np.int32)
     offsets = pa.array(np.arange(len(docs) + 1, dtype=np.int32) * nnz)
     feats = pa.StructArray.from_arrays(
         [pa.ListArray.from_arrays(offsets, pa.array(indices.ravel())),
