@@ -38,10 +38,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def connect(server):
-    """A Spark Connect client session; the process's Connect mode is undone afterwards for classic tests."""
-    from pyspark.sql import SparkSession
+    """A Spark Connect client session; the process's Connect mode is undone afterwards for classic tests.
+
+    Built with the Connect session's own builder: the classic builder refuses a remote session in a process
+    that already runs the suite's classic session (SESSION_ALREADY_EXIST)."""
+    from pyspark.sql.connect.session import SparkSession
 
     saved = {k: os.environ.get(k) for k in CONNECT_ENV}
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # pyspark.sql.functions build Connect columns (is_remote)
     session = SparkSession.builder.remote(server.url).getOrCreate()
     yield session
     session.stop()
