@@ -35,8 +35,10 @@ def artifact(*, window: int = 8, stride: int | None = None, variable: bool = Fal
 
 
 def fake_sc(cores: int, master: str = "local[*]", reuse: str | None = None):
+    """Both faces the seam may see: a SparkContext's (``environment``) and job.services' (``Cluster``)."""
     conf = {} if reuse is None else {"spark.python.worker.reuse": reuse}
-    return SimpleNamespace(defaultParallelism=cores, master=master, getConf=lambda: conf)
+    return SimpleNamespace(defaultParallelism=cores, master=master, getConf=lambda: SimpleNamespace(get=conf.get),
+                           parallelism=lambda: cores, conf=lambda key, default=None: conf.get(key, default))
 
 
 # ---- resolve_window ------------------------------------------------------------------------------------
