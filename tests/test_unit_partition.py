@@ -143,7 +143,7 @@ def test_check_batch_names_a_duplicate_key():
 def test_check_batch_counts_null_keys():
     table = lines_table(documents(lengths=(3,)))
     table = table.set_column(1, "line", pa.array([0, None, None], pa.int32()))
-    with pytest.raises(InputContractError, match=r"^2 null doc/line value"):
+    with pytest.raises(InputContractError, match=r"^2 line\(s\) with null doc/line \(or NaN\)"):
         checked(table)
 
 
