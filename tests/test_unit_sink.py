@@ -76,7 +76,7 @@ def test_lock_records_its_holder_and_refuses_a_second_run(fs, tmp_path):
     assert holder["run_id"] == "run-a" and holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
 
     with pytest.raises(OutputLockedError, match=rf"output {output} is locked by run run-a \(host .*, pid "
-                                                rf"{os.getpid()}\).* delete {tmp_path}/.out.skol-lock"):
+                                                rf"{os.getpid()}[,)].* delete {tmp_path}/.out.skol-lock"):
         OutputLock(fs, OutputPaths(output, "run-b")).acquire()
     lock.release()
     assert not (tmp_path / ".out.skol-lock").exists()
