@@ -119,13 +119,8 @@ def executor_logs(work: Path) -> str:
     return "\n---\n".join(texts[-2:])
 
 
-@pytest.mark.parametrize("ship", ["zip", "wheel"])
-def test_spark_submit_to_standalone_cluster_matches_keras(ship, cluster, published, redis_server, tmp_path):
-    docs = make_documents("c", 16, seed=12, max_lines=30)
-    write_input(tmp_path / "in" / "part-0.parquet", docs)
-    conf = write_config(tmp_path / "job.yaml", redis_url="", prefix="cluster", model="lines",
-                        input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="append",
-                        timeouts=(2, 5), scoring={"partitions": 4})
+def submit_to_cluster(cluster, conf: str, redis_server, tmp_path: Path, *, ship: str = "zip") -> dict:
+    """``spark-submit.sh CONF`` to the standalone cluster; asserts exit 0 -> the run manifest."""
     cmd = [str(ROOT / "spark-submit.sh"), conf, "--master", cluster["url"], "--ship", ship, "--quiet",
            "--", *SUBMIT_CONF]
     # PYSPARK_PYTHON: the executors' interpreter, as a cluster admin would set it (valid on every node here)
@@ -134,7 +129,17 @@ def test_spark_submit_to_standalone_cluster_matches_keras(ship, cluster, publish
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:] + executor_logs(cluster["work"])
     manifest_path = next(line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith("manifest: "))
-    manifest = json.loads(Path(manifest_path).read_text())
+    return json.loads(Path(manifest_path).read_text())
+
+
+@pytest.mark.parametrize("ship", ["zip", "wheel"])
+def test_spark_submit_to_standalone_cluster_matches_keras(ship, cluster, published, redis_server, tmp_path):
+    docs = make_documents("c", 16, seed=12, max_lines=30)
+    write_input(tmp_path / "in" / "part-0.parquet", docs)
+    conf = write_config(tmp_path / "job.yaml", redis_url="", prefix="cluster", model="lines",
+                        input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="append",
+                        timeouts=(2, 5), scoring={"partitions": 4})
+    manifest = submit_to_cluster(cluster, conf, redis_server, tmp_path, ship=ship)
     assert manifest["status"] == "succeeded" and manifest["spark"]["master"] == cluster["url"]
     table = read_output(tmp_path / "out")
     assert manifest["output"]["rows_written"] == table.num_rows == manifest["input"]["lines"]

@@ -5,18 +5,14 @@ query plan."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from skol_spark.store.model_store import ModelStore
 from tests.helpers import LABELS, WINDOW, train_closure_model
 from tests.helpers import assert_matches_reference, read_output, write_config
-from tests.test_cluster import ROOT, SUBMIT_CONF, clean_env, cluster, executor_logs  # noqa: F401
+from tests.test_cluster import cluster, submit_to_cluster  # noqa: F401
 from tests.test_text_job import write_documents
 from tests.textkit import fit_pipeline, make_text_documents, reference_text_scores
 
@@ -36,14 +32,7 @@ def test_standalone_cluster_scores_raw_text(cluster, spark, redis_client, redis_
                         input_path=str(tmp_path / "in"), output_path=str(tmp_path / "out"), mode="append",
                         extra={"scoring": {"partitions": 4}, "input": {"document_text_col": "body"},
                                "output": {"annotated_path": str(tmp_path / "annotated")}})
-    cmd = [str(ROOT / "spark-submit.sh"), conf, "--master", cluster["url"], "--ship", "zip", "--quiet",
-           "--", *SUBMIT_CONF]
-    env = clean_env(SKOL_REDIS_URL=redis_server.url, PYTHON=sys.executable, PYSPARK_PYTHON=sys.executable,
-                    SKOL_BUILD_DIR=str(tmp_path / "build"))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:] + executor_logs(cluster["work"])
-    manifest_path = next(line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith("manifest: "))
-    manifest = json.loads(Path(manifest_path).read_text())
+    manifest = submit_to_cluster(cluster, conf, redis_server, tmp_path)
     assert manifest["spark"]["master"] == cluster["url"] and manifest["annotated"]["documents"] == len(docs)
     table = read_output(tmp_path / "out")
     assert_matches_reference(table, reference_text_scores(model, fitted, spark, docs, stride=WINDOW // 2))
