@@ -159,6 +159,16 @@ def read_output(path: str | os.PathLike[str]) -> pa.Table:
     return ds.dataset(str(path), format="parquet", partitioning="hive", exclude_invalid_files=True).to_table()
 
 
+def run_manifests(output: str | os.PathLike[str]) -> list[dict]:
+    """The run manifests beside an output, in the order they were written: run ids sort by their second and
+    then by a random suffix, and two runs can start within one second."""
+    import json
+
+    paths = sorted(Path(f"{os.fspath(output).rstrip('/')}_runs").glob("*/manifest.json"),
+                   key=lambda p: p.stat().st_mtime_ns)
+    return [json.loads(p.read_text()) for p in paths]
+
+
 def tree_digest(root: str | os.PathLike[str]) -> dict[str, str]:
     """``{relative path: sha256}`` of every file under ``root`` ({} when absent)."""
     root = Path(root)

@@ -4,9 +4,10 @@ Catches what ``local`` mode hides: the package must reach the executors only
 through what ``spark-submit.sh`` ships (``--py-files``), never through the
 driver's ``sys.path``; the broadcast artifact and the scorer closure must
 pickle; executors on other JVMs must give the same numbers as Keras itself.
-Neither the workers nor the submit process see a PYTHONPATH, and the venv
-does not have skol_spark installed, so an unshipped package fails (the
-negative control proves it).
+Neither the workers nor the submit process see a PYTHONPATH, and the
+executors run a bare interpreter that sees the test venv's libraries but not
+its editable install of skol_spark (``run-tests.sh`` installs one), so an
+unshipped package fails (the negative control proves it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 from pathlib import Path
@@ -62,10 +64,22 @@ def wait_for_workers(ui_port: int, count: int, procs, timeout: float = 120.0) ->
     raise AssertionError(f"standalone cluster not ready in {timeout:.0f}s: {state}")
 
 
+def bare_executor_python(where: Path) -> str:
+    """A venv whose only link to the test venv is a path line: its libraries import, but the ``.pth`` hooks
+    inside it (the editable install of skol_spark among them) never run, as on a node the package was not
+    installed on."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    site = Path(subprocess.run([str(where / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "test-venv-libraries.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return str(where / "bin" / "python")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """``spark://127.0.0.1:PORT`` with two 1-core workers; every process stopped by its group in teardown."""
     work = tmp_path_factory.mktemp("standalone")
+    python = bare_executor_python(work / "executor-venv")
     spark_class = str(spark_home() / "bin" / "spark-class")
     port, ui = free_port(), free_port()
     env = clean_env(SPARK_WORKER_DIR=str(work / "worker"), SPARK_LOG_DIR=str(work / "logs"))
@@ -87,7 +101,7 @@ def cluster(tmp_path_factory):
                   "--port", str(free_port()), "--webui-port", str(free_port()), "--cores", "1", "--memory", "4g",
                   "--work-dir", str(work / f"worker{i}"), url)
         wait_for_workers(ui, 2, procs)
-        yield {"url": url, "work": work}
+        yield {"url": url, "work": work, "python": python}
     finally:
         for p in reversed(procs):
             try:
@@ -124,7 +138,7 @@ def submit_to_cluster(cluster, conf: str, redis_server, tmp_path: Path, *, ship:
     cmd = [str(ROOT / "spark-submit.sh"), conf, "--master", cluster["url"], "--ship", ship, "--quiet",
            "--", *SUBMIT_CONF]
     # PYSPARK_PYTHON: the executors' interpreter, as a cluster admin would set it (valid on every node here)
-    env = clean_env(SKOL_REDIS_URL=redis_server.url, PYTHON=sys.executable, PYSPARK_PYTHON=sys.executable,
+    env = clean_env(SKOL_REDIS_URL=redis_server.url, PYTHON=sys.executable, PYSPARK_PYTHON=cluster["python"],
                     SKOL_BUILD_DIR=str(tmp_path / "build"))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:] + executor_logs(cluster["work"])
@@ -168,7 +182,7 @@ def test_negative_control_executors_cannot_import_an_unshipped_package(cluster, 
     script = tmp_path / "probe.py"
     script.write_text(NEGATIVE)
     submit = str(spark_home() / "bin" / "spark-submit")
-    env = clean_env(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env = clean_env(PYSPARK_PYTHON=cluster["python"], PYSPARK_DRIVER_PYTHON=sys.executable)
     done = subprocess.run([submit, "--master", cluster["url"], *SUBMIT_CONF, str(script)], env=env,
                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -24,7 +24,8 @@ import pytest
 from skol_spark import errors
 from skol_spark.store.model_store import ModelStore
 from tests.fault_tools import kill_group, predict_args, run_cli, run_cli_subprocess
-from tests.helpers import (LABELS, assert_no_output, documents_table, keys_of, make_documents, read_output, tree_digest,
+from tests.helpers import (LABELS, assert_no_output, documents_table, keys_of, make_documents, read_output, run_manifests,
+                           tree_digest,
                            write_config, write_table)
 
 MODEL = "fo"
@@ -58,10 +59,6 @@ def leftovers(directory: Path) -> list[str]:
 def driver_traceback(err: str) -> bool:
     """A Python traceback printed by the CLI process itself (they start a line)."""
     return any(line.startswith("Traceback (most recent call last)") for line in err.splitlines())
-
-
-def manifests(output: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(f"{output}_runs").glob("*/manifest.json"))]
 
 
 # ---- item 1: the output over the input, and written locations over each other ----------------------------
@@ -165,7 +162,7 @@ def test_cleanup_failure_after_publish_is_a_warning_not_a_failure(spark, tmp_pat
     assert second.code == 0, second.err[-2000:]
     table = read_output(out)
     assert table.num_rows == data[1] and len(set(table.column("run_id").to_pylist())) == 1  # only the new run
-    last = [m for m in manifests(out) if m["run_id"] == table.column("run_id")[0].as_py()][0]
+    last = [m for m in run_manifests(out) if m["run_id"] == table.column("run_id")[0].as_py()][0]
     assert last["status"] == "succeeded" and last["exit_code"] == 0 and last["published"] is True
     assert any("moved aside" in w and "could not" in w for w in last["warnings"]), last.get("warnings")
     assert [p.parent.parent.name for p in moved if p.parent.parent != out] == \
@@ -259,7 +256,7 @@ def test_unreadable_lock_left_by_a_crash_does_not_lock_the_output_forever(spark,
 
     assert result.code == 0, result.err[-2000:]
     assert read_output(out).num_rows == data[1] and not lock_file.exists()
-    assert any("breaking the output lock" in w for w in manifests(out)[-1]["warnings"])
+    assert any("breaking the output lock" in w for w in run_manifests(out)[-1]["warnings"])
 
 
 # ---- item 13: a file where the output goes; signals ------------------------------------------------------
@@ -314,7 +311,7 @@ def test_signal_mid_run_is_recorded_and_cleaned_up(tmp_path, redis_server, prefi
     assert proc.returncode == {"SIGTERM": 143, "SIGINT": 130}[sig], err[-3000:]
     # no driver traceback (after SIGINT to the group, Spark's log quotes the interrupted Python worker's)
     assert not driver_traceback(err) and "skol-spark: interrupted" in err
-    (manifest,) = manifests(out)
+    (manifest,) = run_manifests(out)
     assert manifest["status"] == "interrupted" and manifest["exit_code"] == proc.returncode
     assert manifest["finished_at"] and manifest["published"] is False
     assert leftovers(tmp_path) == [], "lock and staging are removed"
@@ -346,7 +343,7 @@ def test_signal_after_publish_keeps_the_run_succeeded(tmp_path, redis_server, pr
             kill_group(proc)
 
     assert proc.returncode == 0 and not driver_traceback(err), err[-3000:]
-    (manifest,) = manifests(out)
+    (manifest,) = run_manifests(out)
     assert manifest["status"] == "succeeded" and manifest["published"] is True
     assert any("published and complete" in w and "Terminated" in w for w in manifest["warnings"])
     table = read_output(out)

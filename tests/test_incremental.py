@@ -6,15 +6,13 @@ reuses the active session and does not stop a session it did not create.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
 from skol_spark.cli.main import main
 from tests.fault_tools import worker_fault
-from tests.helpers import (LABELS, assert_matches_reference, make_documents, read_output, reference_scores,
+from tests.helpers import (LABELS, assert_matches_reference, make_documents, read_output, reference_scores, run_manifests,
                            train_closure_model, tree_digest, write_config, write_input)
 
 MODEL = "lines"
@@ -44,13 +42,6 @@ def run(conf: str, *extra: str) -> int:
     return main(["predict", "--conf", conf, "--quiet", *extra])
 
 
-def manifests(output: Path) -> list[dict]:
-    runs = output.parent / f"{output.name}_runs"
-    # in the order they were written: started_at has whole seconds, and a warm run can take less than one
-    paths = sorted(runs.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime_ns)
-    return [json.loads(p.read_text()) for p in paths]
-
-
 def rows_of_run(table, run_id: str):
     return table.filter(pc.equal(table.column("run_id"), run_id))
 
@@ -68,7 +59,7 @@ def test_incremental_runs_score_only_new_documents(spark, job, published):
     m_lines = write_input(job["input"] / "part-1.parquet", second)
     assert run(job["conf"]) == 0
     out = read_output(job["output"])
-    last = manifests(job["output"])[-1]
+    last = run_manifests(job["output"])[-1]
     assert rows_of_run(out, last["run_id"]).num_rows == m_lines
     assert set(rows_of_run(out, last["run_id"]).column("doc_id").to_pylist()) == set(second)
     assert out.num_rows == n_lines + m_lines
@@ -77,7 +68,7 @@ def test_incremental_runs_score_only_new_documents(spark, job, published):
     before = tree_digest(job["output"])
     assert run(job["conf"]) == 99  # job.nothing_to_do_exit_code: the same batch again adds nothing
     assert tree_digest(job["output"]) == before
-    nothing = manifests(job["output"])[-1]
+    nothing = run_manifests(job["output"])[-1]
     assert nothing["status"] == "nothing-to-do" and nothing["exit_code"] == 99
 
     # a new model version re-scores everything, beside (not over) the old version's rows
@@ -94,7 +85,7 @@ def test_manifest_counts_equal_the_output(spark, job, published):
     docs = make_documents("c", 5, seed=4)
     lines = write_input(job["input"] / "part-0.parquet", docs)
     assert run(job["conf"]) == 0
-    manifest = manifests(job["output"])[-1]
+    manifest = run_manifests(job["output"])[-1]
     written = rows_of_run(read_output(job["output"]), manifest["run_id"])
     assert manifest["status"] == "succeeded" and manifest["exit_code"] == 0
     assert manifest["input"]["lines"] == lines == written.num_rows
@@ -114,7 +105,7 @@ def test_the_read_back_of_a_run_reads_only_its_own_directory(spark, job, publish
     assert run(job["conf"]) == 0
     write_input(job["input"] / "part-1.parquet", make_documents("b", 4, seed=2))
     assert run(job["conf"]) == 0
-    first, second = manifests(job["output"])
+    first, second = run_manifests(job["output"])
     output = str(job["output"])
     for manifest in (first, second):
         run_id = manifest["run_id"]
@@ -159,7 +150,7 @@ def test_failed_run_leaves_output_byte_for_byte_unchanged(spark, job, published,
     assert code == 30, err
     assert "injected failure" in err
     assert tree_digest(job["output"]) == before
-    failed = manifests(job["output"])[-1]
+    failed = run_manifests(job["output"])[-1]
     assert failed["status"] == "failed" and failed["exit_code"] == 30
     leftovers = [p.name for p in job["output"].parent.iterdir() if ".skol-" in p.name]
     assert leftovers == [], f"staging/lock left beside the output: {leftovers}"
