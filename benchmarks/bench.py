@@ -1,7 +1,7 @@
 """skol_spark benchmark: one run builds the workload, runs every variant at two scales, reports.
 
     PYTHONPATH=/work/main .venv/bin/python benchmarks/bench.py [--scale 0.2] \
-        [--variants ceiling,skol_spark,original,predict_batch_udf]
+        [--variants ceiling,skol_spark,original,predict_batch_udf,text_vectors,text]
 
 See benchmarks/README.md for what each variant is and what the columns mean.
 Results: benchmarks/results/latest.json and latest.md (scratch data under results/tmp/).
@@ -25,9 +25,9 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import workload  # noqa: E402
+from benchmarks import text_workload, workload  # noqa: E402
 
-VARIANTS = ("ceiling", "skol_spark", "skol_spark_warm", "original", "predict_batch_udf")
+VARIANTS = ("ceiling", "skol_spark", "skol_spark_warm", "original", "predict_batch_udf", *text_workload.VARIANTS)
 BASE_LINES = (50_000, 200_000)
 JVM_CACHE = HERE / "results" / "tmp" / "jvm-cache"
 
@@ -282,22 +282,33 @@ def load_probabilities(result: dict, corpus: dict, keys):
     return out, "; ".join(problems) or None
 
 
-def agreement(results: dict, corpora: dict) -> dict:
-    import numpy as np
-
+def agreement(results: dict, corpora: dict, text_corpora: dict | None = None) -> dict:
+    """Per variant and scale, the largest probability difference to its reference: the ceiling for the
+    vector corpus' variants, the vector path (``text_vectors``) for the text path on the same lines."""
     report = {}
     for size, corpus in corpora.items():
-        keys, _ = corpus_keys(corpus)
-        runs = {v: r for v, r in results.items() if size in r}
-        loaded = {v: load_probabilities(r[size], corpus, keys) for v, r in runs.items()}
-        reference = "ceiling" if "ceiling" in loaded else next(iter(loaded), None)
-        for variant, (probs, problem) in loaded.items():
-            ref = loaded[reference][0]
-            diff = float(np.nanmax(np.abs(probs - ref))) if len(probs) else 0.0
-            report.setdefault(variant, {})[size] = {"reference": reference, "max_abs_diff": diff,
-                                                   "missing_lines": int(np.isnan(probs).any(axis=1).sum()),
-                                                   "problem": problem}
+        runs = {v: r[size] for v, r in results.items() if size in r}
+        text = {v: r for v, r in runs.items() if v in text_workload.VARIANTS}
+        compare(report, size, {v: r for v, r in runs.items() if v not in text}, corpus, "ceiling")
+        if text:
+            compare(report, size, text, text_corpora[size]["text"], "text_vectors")
     return report
+
+
+def compare(report: dict, size: str, runs: dict, corpus: dict, preferred: str) -> None:
+    import numpy as np
+
+    if not runs:
+        return
+    keys, _ = corpus_keys(corpus)
+    loaded = {v: load_probabilities(r, corpus, keys) for v, r in runs.items()}
+    reference = preferred if preferred in loaded else next(iter(loaded))
+    for variant, (probs, problem) in loaded.items():
+        ref = loaded[reference][0]
+        diff = float(np.nanmax(np.abs(probs - ref))) if len(probs) else 0.0
+        report.setdefault(variant, {})[size] = {"reference": reference, "max_abs_diff": diff,
+                                               "missing_lines": int(np.isnan(probs).any(axis=1).sum()),
+                                               "problem": problem}
 
 
 def summarize(results: dict, sizes: list[str]) -> dict:
@@ -338,6 +349,8 @@ def summarize(results: dict, sizes: list[str]) -> dict:
             if other in results and large in results[other] and large in results["skol_spark"]:
                 summary["skol_spark"][f"speedup_vs_{other}_{large}"] = round(
                     results[other][large]["job_seconds"] / results["skol_spark"][large]["job_seconds"], 2)
+    for size, ratio in text_workload.path_ratios(results, sizes).items():
+        summary["text"][size]["ratio_to_vector_path"] = ratio
     return summary
 
 
@@ -359,6 +372,7 @@ def markdown(report: dict) -> str:
                 "in brackets); the original design and predict_batch_udf ran once.", ""]
                if report.get("repeat", 1) > 1 else []),
              *headline(report),
+             *text_workload.headline(text_workload.path_ratios(res, sizes)),
              "| variant | lines | job s | lines/s | x ceiling | session s | 1st pred s | builds | "
              "JVM MB | worker MB (max/total) | CPU s | load | max abs diff |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -396,6 +410,11 @@ def markdown(report: dict) -> str:
     if report.get("jvm_archive_seconds") is not None:
         lines += ["", f"skol_spark variants used the JVM class archive recorded once at setup "
                       f"(`skol-spark jvm-archive`, {report['jvm_archive_seconds']} s)."]
+    if report.get("text"):
+        lines += ["", f"text and text_vectors scored model {report['text']['model']['name']} "
+                      f"v{report['text']['model']['version']} (the workload's model, published with a feature "
+                      f"pipeline of {report['text']['model']['word_vocabulary']} words + "
+                      f"{report['text']['model']['suffix_vocabulary']} suffixes); max abs diff against text_vectors."]
     for name in ("skol_spark_baseline", "skol_spark"):
         if name in res and res[name]:
             overrides = next(iter(res[name].values())).get("overrides") or []
@@ -482,7 +501,7 @@ def main(argv=None) -> int:
 
     shutil.rmtree(JVM_CACHE, ignore_errors=True)
     archive_seconds = None
-    if args.jvm_archive and any(v.startswith("skol_spark") for v in variants):
+    if args.jvm_archive and any(v.startswith("skol_spark") or v in text_workload.VARIANTS for v in variants):
         t = time.time()  # once per machine for users: `skol-spark jvm-archive`
         subprocess.run([sys.executable, "-m", "skol_spark.cli", "jvm-archive"], env=child_env(work / "jvm-marks"),
                        check=True, capture_output=True)
@@ -493,6 +512,13 @@ def main(argv=None) -> int:
     with start_redis() as redis:
         version, params = workload.publish_model(redis.url)
         print(f"published {workload.MODEL_NAME} v{version} ({params:,} params) to {redis.url}", file=sys.stderr)
+        text = None
+        if set(variants) & set(text_workload.VARIANTS):
+            t = time.time()
+            text = text_workload.prepare(redis.url, work, list(zip(sizes, sizes_n, (11, 12))),
+                                         child_env(work / "text-marks"))
+            print(f"text corpora, pipeline and {text['model']['name']} v{text['model']['version']} ready in "
+                  f"{time.time() - t:.1f} s", file=sys.stderr)
         best = ""
         for variant, size in run_order(variants, sizes, max(1, args.repeat)):
             corpus = corpora[size]
@@ -507,6 +533,9 @@ def main(argv=None) -> int:
                 best = r["best_method"]
             elif variant == "skol_spark":
                 r = run_skol_spark(corpus, redis.url, work, args.overrides, attempt=attempt)
+            elif variant in text_workload.VARIANTS:
+                r = run_skol_spark(text["corpora"][size][variant], redis.url, work,
+                                   args.overrides + text_workload.overrides(variant), variant, attempt=attempt)
             else:
                 r = run_helper(variant, corpus, redis.url, work, attempt=attempt)
             runs.setdefault((variant, size), []).append(r)
@@ -519,7 +548,8 @@ def main(argv=None) -> int:
         "machine": machine(), "model": {"name": workload.MODEL_NAME, "parameters": params},
         "sizes": sizes, "corpora": corpora, "results": results,
         "summary": summarize(results, sizes) if len(sizes) == 2 else {},
-        "agreement": agreement(results, corpora),
+        "agreement": agreement(results, corpora, text and text["corpora"]),
+        "text": text,
         "benchmark_seconds": round(time.time() - t_start, 1),
         "jvm_archive_seconds": archive_seconds,
         "baseline_ref": revision(args.baseline_ref) if args.baseline_ref else "",
@@ -549,17 +579,20 @@ def revision(ref: str) -> str:
     return f"{ref} ({out.stdout.strip()})" if out.returncode == 0 else ref
 
 
-REPEATED = ("ceiling", "skol_spark", "skol_spark_baseline", "skol_spark_warm")
+REPEATED = ("ceiling", "skol_spark", "skol_spark_baseline", "skol_spark_warm", *text_workload.VARIANTS)
+PAIRS = (("skol_spark_baseline", "skol_spark"), ("text_vectors", "text"))
 
 
 def run_order(variants: list[str], sizes: list[str], repeat: int = 1) -> list[tuple[str, str]]:
-    """Each variant at each scale (``repeat`` times for the cheap ones); an A/B pair (skol_spark_baseline,
-    skol_spark) alternates run by run, so that a drift in the machine's speed does not favour one side."""
-    order = []
+    """Each variant at each scale (``repeat`` times for the cheap ones); a compared pair (skol_spark_baseline
+    and skol_spark; text_vectors and text) alternates run by run, where the first of the two is listed, so
+    that a drift in the machine's speed does not favour one side."""
+    order, placed = [], set()
     for variant in variants:
-        if variant == "skol_spark" and "skol_spark_baseline" in variants:
+        if variant in placed:
             continue
-        pair = ["skol_spark_baseline", "skol_spark"] if variant == "skol_spark_baseline" else [variant]
+        pair = next((list(p) for p in PAIRS if variant in p and set(p) <= set(variants)), [variant])
+        placed.update(pair)
         times = repeat if variant in REPEATED else 1
         order += [(v, size) for size in sizes for _ in range(times) for v in pair]
     return order

@@ -49,8 +49,9 @@ def build_model(seed: int = 7):
     return model
 
 
-def publish_model(redis_url: str) -> tuple[int, int]:
-    """Build the model and publish it (stride 25, alias production). -> (version, parameters)."""
+def publish_model(redis_url: str, name: str = MODEL_NAME, feature_pipeline: Path | None = None) -> tuple[int, int]:
+    """Build the model and publish it (stride 25, alias production), with ``feature_pipeline`` (a saved
+    PipelineModel directory) when given. -> (version, parameters)."""
     from skol_spark.store.connection import RedisSettings, connect
     from skol_spark.store.model_store import ModelStore
 
@@ -58,8 +59,8 @@ def publish_model(redis_url: str) -> tuple[int, int]:
     client = connect(RedisSettings(url=redis_url))
     try:
         store = ModelStore(client)
-        version = store.publish(model, MODEL_NAME, labels=LABELS, stride=STRIDE, feature_kind="sparse",
-                                aliases=("production",))
+        version = store.publish(model, name, labels=LABELS, stride=STRIDE, feature_kind="sparse",
+                                aliases=("production",), feature_pipeline=feature_pipeline)
     finally:
         client.close()
     return version, int(model.count_params())
@@ -109,31 +110,49 @@ def sparse_lines(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
 
 def write_corpus(path: Path, total_lines: int, *, seed: int, files: int = 4) -> dict:
     """Write the corpus as ``files`` Parquet files (documents whole, in order). -> summary."""
+    lengths = document_lengths(total_lines, seed)
+    rng = np.random.default_rng(seed + 1)
+    offsets, indices, values = sparse_lines(int(lengths.sum()), rng)
+    write_documents(path, lengths, seed, lambda lo, hi: {"features": sparse_struct(offsets[lo:hi + 1], indices,
+                                                                                   values)}, files=files)
+    return corpus_summary(path, lengths, nnz_per_line=round(len(indices) / max(1, int(lengths.sum())), 2))
+
+
+def sparse_struct(offsets: np.ndarray, indices: np.ndarray, values: np.ndarray):
+    """CSR rows ``offsets[0]..offsets[-1]`` of ``(indices, values)`` as skol_spark's sparse-struct input kind."""
+    import pyarrow as pa
+
+    off = offsets - offsets[0]
+    feature_type = pa.struct([("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float32()))])
+    return pa.StructArray.from_arrays(
+        [pa.ListArray.from_arrays(pa.array(off, pa.int32()), pa.array(indices[offsets[0]:offsets[-1]], pa.int32())),
+         pa.ListArray.from_arrays(pa.array(off, pa.int32()),
+                                  pa.array(values[offsets[0]:offsets[-1]], pa.float32()))],
+        fields=list(feature_type))
+
+
+def write_documents(path: Path, lengths: np.ndarray, seed: int, columns, *, files: int = 4) -> None:
+    """Documents of ``lengths`` lines as ``files`` Parquet files, whole and in order: ``doc_id``
+    (``doc-<seed>-<n>``), ``line_number`` and ``columns(lo, hi)`` (a dict of Arrow arrays for lines
+    ``lo..hi-1``). Every corpus of the same lengths and seed has the same keys in the same files."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    lengths = document_lengths(total_lines, seed)
-    rng = np.random.default_rng(seed + 1)
     path.mkdir(parents=True, exist_ok=True)
     doc_ids = np.repeat(np.arange(lengths.size), lengths)
     lines = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
-    offsets, indices, values = sparse_lines(int(lengths.sum()), rng)
-    feature_type = pa.struct([("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float32()))])
     bounds = np.linspace(0, lengths.size, files + 1).astype(int)
     starts = np.concatenate([[0], np.cumsum(lengths)])
     for i in range(files):
         lo, hi = int(starts[bounds[i]]), int(starts[bounds[i + 1]])
-        off = offsets[lo:hi + 1]
-        feats = pa.StructArray.from_arrays(
-            [pa.ListArray.from_arrays(pa.array(off - off[0]), pa.array(indices[off[0]:off[-1]])),
-             pa.ListArray.from_arrays(pa.array(off - off[0]), pa.array(values[off[0]:off[-1]]))],
-            fields=list(feature_type))
         table = pa.table({"doc_id": pa.array([f"doc-{seed}-{d:06d}" for d in doc_ids[lo:hi]]),
-                          "line_number": pa.array(lines[lo:hi]), "features": feats})
+                          "line_number": pa.array(lines[lo:hi]), **columns(lo, hi)})
         pq.write_table(table, path / f"part-{i:05d}.parquet", row_group_size=64_000)
+
+
+def corpus_summary(path: Path, lengths: np.ndarray, **extra) -> dict:
     return {"path": str(path), "lines": int(lengths.sum()), "documents": int(lengths.size),
-            "median_length": float(np.median(lengths)), "max_length": int(lengths.max()),
-            "nnz_per_line": round(len(indices) / max(1, int(lengths.sum())), 2),
+            "median_length": float(np.median(lengths)), "max_length": int(lengths.max()), **extra,
             "bytes": sum(os.path.getsize(p) for p in path.glob("*.parquet"))}
 
 

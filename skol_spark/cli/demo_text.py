@@ -38,26 +38,32 @@ def synthetic_document(rng: np.random.Generator) -> tuple[list[str], list[int]]:
     return lines, labels
 
 
+def pipeline_stages(words: int = 64, suffixes: int = 32) -> list:
+    """The original project's pipeline shape, unfitted (skol_spark's suffix stage): reads ``value``, makes
+    ``combined_idf``, at most ``words + suffixes`` long (the vocabulary caps)."""
+    from pyspark.ml.feature import IDF, CountVectorizer, Tokenizer, VectorAssembler
+
+    from skol_spark.text.suffix import SuffixTransformer
+
+    return [Tokenizer(inputCol="value", outputCol="words"),
+            CountVectorizer(inputCol="words", outputCol="word_tf", vocabSize=words),
+            IDF(inputCol="word_tf", outputCol="word_idf", minDocFreq=2),
+            SuffixTransformer(inputCol="words", outputCol="suffixes"),
+            CountVectorizer(inputCol="suffixes", outputCol="suffix_tf", vocabSize=suffixes),
+            IDF(inputCol="suffix_tf", outputCol="suffix_idf"),
+            VectorAssembler(inputCols=["word_idf", "suffix_idf"], outputCol="combined_idf")]
+
+
 def fit_demo_pipeline(directory: Path, lines: list[str]) -> np.ndarray:
     """Fit the original project's pipeline shape on ``lines``, save it (skol_spark's suffix stage); returns
     the training lines' vectors, ``float32[n, F]``."""
     from pyspark.ml import Pipeline
-    from pyspark.ml.feature import IDF, CountVectorizer, Tokenizer, VectorAssembler
     from pyspark.sql import SparkSession
-
-    from skol_spark.text.suffix import SuffixTransformer
 
     spark = SparkSession.builder.master("local[2]").appName("skol-demo-fit").getOrCreate()
     try:
         df = spark.createDataFrame([(t,) for t in lines], ["value"])
-        stages = [Tokenizer(inputCol="value", outputCol="words"),
-                  CountVectorizer(inputCol="words", outputCol="word_tf", vocabSize=64),
-                  IDF(inputCol="word_tf", outputCol="word_idf", minDocFreq=2),
-                  SuffixTransformer(inputCol="words", outputCol="suffixes"),
-                  CountVectorizer(inputCol="suffixes", outputCol="suffix_tf", vocabSize=32),
-                  IDF(inputCol="suffix_tf", outputCol="suffix_idf"),
-                  VectorAssembler(inputCols=["word_idf", "suffix_idf"], outputCol="combined_idf")]
-        fitted = Pipeline(stages=stages).fit(df)
+        fitted = Pipeline(stages=pipeline_stages()).fit(df)
         fitted.write().overwrite().save(str(directory))
         features = [r["combined_idf"].toArray() for r in fitted.transform(df).select("combined_idf").collect()]
     finally:
