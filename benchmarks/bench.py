@@ -410,11 +410,7 @@ def markdown(report: dict) -> str:
     if report.get("jvm_archive_seconds") is not None:
         lines += ["", f"skol_spark variants used the JVM class archive recorded once at setup "
                       f"(`skol-spark jvm-archive`, {report['jvm_archive_seconds']} s)."]
-    if report.get("text"):
-        lines += ["", f"text and text_vectors scored model {report['text']['model']['name']} "
-                      f"v{report['text']['model']['version']} (the workload's model, published with a feature "
-                      f"pipeline of {report['text']['model']['word_vocabulary']} words + "
-                      f"{report['text']['model']['suffix_vocabulary']} suffixes); max abs diff against text_vectors."]
+    lines += text_workload.note(report.get("text"))
     for name in ("skol_spark_baseline", "skol_spark"):
         if name in res and res[name]:
             overrides = next(iter(res[name].values())).get("overrides") or []

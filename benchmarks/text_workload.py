@@ -172,6 +172,18 @@ def headline(ratios: dict[str, float]) -> list[str]:
             f"(goal at 250k lines and above: >= {GOAL:.1f}x).", ""]
 
 
+def note(text: dict | None) -> list[str]:
+    """The report's note on the text variants' model and vectors (none when they did not run)."""
+    if not text:
+        return []
+    model, corpora = text["model"], text["corpora"]
+    nnz = ", ".join(f"{size}: {c['text_vectors']['nnz_per_line']}" for size, c in corpora.items())
+    return ["", f"text and text_vectors scored model {model['name']} v{model['version']} (the workload's model, "
+                f"published with a feature pipeline of {model['word_vocabulary']} words + "
+                f"{model['suffix_vocabulary']} suffixes; nnz/line of its vectors {nnz}); their max abs diff is "
+                "against text_vectors."]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--redis-url", required=True)
