@@ -27,8 +27,13 @@ def test_vector_demo_scores_labelled_vectors_under_its_own_model_name(tmp_path, 
     assert manifest["output"]["rows_written"] == table.num_rows == manifest["input"]["lines"] > 0
     assert set(manifest["output"]["label_counts"]) == {"Nomenclature", "Description", "Misc"}
     assert manifest["evaluation"]["metrics"]["labelled_lines"] == table.num_rows and "precision" in said
-    conf = tmp_path / "demo-data" / "demo-vectors.yaml"
-    assert f"Next: .venv/bin/skol-spark predict --conf {conf}" in done.stderr
+    assert "Next: .venv/bin/skol-spark predict --conf demo-data/demo-vectors.yaml" in done.stderr
+    again = subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf",
+                            "demo-data/demo-vectors.yaml"], env=env, capture_output=True, text=True, timeout=900,
+                           cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads(manifest_path_in(again.stdout, tmp_path).read_text())
+    assert second["model"]["name"] == "demo-vectors" and second["output"]["rows_written"] == table.num_rows
     listed = subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "model", "list"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert "demo-vectors\t" in listed.stdout, listed.stdout
