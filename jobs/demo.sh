@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The demo from the README: installs skol_spark and what it needs into .venv (the `.venv/bin/skol-spark`
-# command), then runs the main job end to end on local Spark with a demo model trained on the spot and a
-# demo corpus. The model is published to $SKOL_REDIS_URL, else the Redis on 127.0.0.1:6379; when none
-# answers there, a redis-server is started there and left running, so the README's next commands find
-# the model: `./jobs/demo.sh --stop-redis` stops it. Options go to `skol-spark demo` (see --help).
+# command), then runs the main job end to end on local Spark: a feature pipeline fitted on synthetic
+# taxonomic text and a model trained on its output (model `demo`), plain-text documents scored, annotated
+# blocks printed (`--vectors`: the vector demo instead). The model is published to $SKOL_REDIS_URL, else
+# the Redis on 127.0.0.1:6379; when none answers there, a redis-server is started there and left running,
+# so the README's next commands find the model: `./jobs/demo.sh --stop-redis` stops it. Options go to
+# `skol-spark demo` (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from skol_spark.cli import demo_store
+from skol_spark.cli import demo_store, demo_text, demo_vectors
 from skol_spark.cli.demo import add_demo_arguments
 from skol_spark.cli.main import main
 from skol_spark.job.config import load_config
@@ -42,10 +42,12 @@ def test_the_demo_publishes_into_the_store_conf_local_yaml_reads(monkeypatch):
     defaults = add_demo_arguments(argparse.ArgumentParser()).parse_args([])
     store_url = f"redis://{demo_store.DEFAULT_HOST}:{demo_store.DEFAULT_PORT}/0"
     assert redis_settings(config).url == store_url
-    assert (config.model.name, config.model.version) == ("demo", "production")  # what publish_demo publishes
-    assert Path(config.input.path) == Path(defaults.workdir) / "corpus.parquet"
+    assert defaults.kind == "text"  # the default demo is the one conf/local.yaml scores
+    assert (config.model.name, config.model.version) == (demo_text.MODEL, "production")
+    assert Path(config.input.path) == Path(defaults.workdir) / demo_text.CORPUS
+    assert config.input.document_text_col == demo_text.TEXT_COL
     assert Path(config.output.path) == Path(defaults.output)
-    assert config.input.label_col == "gold_label"
+    assert Path(config.output.annotated_path) == Path(defaults.output).parent / "annotated"  # print_annotated's
     monkeypatch.setenv("SKOL_REDIS_URL", "redis://127.0.0.1:1/3")  # a URL the user set wins on both sides
     assert redis_settings(load_config(ROOT / "conf" / "local.yaml")).url == "redis://127.0.0.1:1/3"
     assert demo_store.choose_store(Path("unused")) == demo_store.DemoStore("redis://127.0.0.1:1/3", "SKOL_REDIS_URL")
@@ -84,6 +86,16 @@ def test_every_subcommand_has_help(command, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: skol-spark {command}"), out[:200]
+
+
+def test_demo_help_says_text_is_the_default_and_vectors_the_other(capsys):
+    assert main(["demo", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "By default, in text" in out and "--vectors runs the vector demo instead" in out
+    assert "--vectors the vector demo instead" in out and "--text the text demo, the default" in out
+    assert demo_vectors.MODEL != demo_text.MODEL  # the vector demo never replaces the model conf/local.yaml uses
+    assert main(["demo", "--vectors", "--text"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_predict_help_says_conf_is_required_and_it_is(capsys):

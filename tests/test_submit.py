@@ -92,11 +92,31 @@ def manifest_path_in(said: str, cwd: Path) -> Path:
     return cwd / line.split(": ", 1)[1].replace("file:", "")
 
 
+def readme_commands_after_the_demo() -> list[str]:
+    """Every command of the README's "after the demo" block and of its model store block, as written."""
+    text = (ROOT / "README.md").read_text()
+    blocks = []
+    for anchor in ("From the repository root, after the demo:", "## The model store"):
+        after = text[text.index(anchor):]
+        blocks.append(after[after.index("```bash\n") + 8:after.index("\n```", after.index("```bash\n"))])
+    commands = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [c for c in commands if c]
+
+
+def as_run_here(command: str) -> list[str]:
+    """A README command as this test runs it: the package from this tree, the repository's files by path."""
+    words = command.split()
+    program = {".venv/bin/skol-spark": [sys.executable, "-m", "skol_spark.cli.main"],
+               "./spark-submit.sh": [str(ROOT / "spark-submit.sh")]}[words[0]]
+    return program + [str(ROOT / w) if w.startswith("conf/") else w for w in words[1:]]
+
+
 @pytest.mark.slow
 def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_server):
-    """The README's first command (minus its pip install), then its next one, unchanged, from the same directory:
-    the demo publishes into the store conf/local.yaml reads (here SKOL_REDIS_URL, as a user who set it has) and
-    writes the corpus where conf/local.yaml looks for it."""
+    """The README's first command (minus its pip install), then every next command it gives, unchanged, from the
+    same directory: the demo publishes model ``demo`` with its feature pipeline into the store conf/local.yaml
+    reads (here SKOL_REDIS_URL, as a user who set it has) and writes its plain-text documents where
+    conf/local.yaml looks for them."""
     env = clean_env(PYTHONPATH=str(ROOT), SKOL_REDIS_URL=redis_server.url)
     done = subprocess.run([sys.executable, "-m", "skol_spark.cli.demo", "--documents", "60"],
                           env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
@@ -104,26 +124,35 @@ def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_serv
     said = done.stdout + done.stderr  # under spark-submit the driver's stderr is merged into stdout
     manifest = json.loads(manifest_path_in(said, tmp_path).read_text())
     table = read_output(tmp_path / "demo-output" / "predictions")
+    assert manifest["model"]["name"] == "demo" and manifest["annotated"]["documents"] == 60
     assert manifest["output"]["rows_written"] == table.num_rows == manifest["input"]["lines"] > 0
-    assert set(manifest["output"]["label_counts"]) == {"Nomenclature", "Description", "Misc"}
-    assert manifest["evaluation"]["metrics"]["labelled_lines"] == table.num_rows
-    assert Path(manifest["report"]["html"]).is_file()
-    assert "lines written" in said and "precision" in said
+    assert "text" in table.column_names and set(table.column("label").to_pylist()) <= {"Nomenclature",
+                                                                                         "Description", "Misc"}
+    assert Path(manifest["report"]["html"]).is_file() and "lines written" in said
+    assert "annotated documents" in said and "[@ " in said and "#Nomenclature*]" in said  # the first blocks
     assert "Next: .venv/bin/skol-spark predict --conf conf/local.yaml" in done.stderr
 
-    readme_next = [sys.executable, "-m", "skol_spark.cli.main", "predict", "--conf", str(ROOT / "conf" / "local.yaml")]
-    again = subprocess.run(readme_next, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    second = json.loads(manifest_path_in(again.stdout, tmp_path).read_text())
+    commands = readme_commands_after_the_demo()
+    assert commands[0] == ".venv/bin/skol-spark model list" and len(commands) >= 8, commands
+    outputs = {}
+    for command in commands:
+        ran = subprocess.run(as_run_here(command), env=env, capture_output=True, text=True, timeout=900,
+                             cwd=tmp_path)
+        assert ran.returncode == 0, f"{command}: exit {ran.returncode}\n{ran.stderr[-3000:]}"
+        outputs[command] = ran.stdout + ran.stderr
+    assert re.search(r"^demo\t\d+ version\(s\)\tlatest v\d+$", outputs[commands[0]], re.M)
+    assert "feature_pipeline" in outputs[".venv/bin/skol-spark model show demo production"]
+    assert "demo: staging -> v1" in outputs[".venv/bin/skol-spark model alias demo staging 1"]
+    again = outputs[".venv/bin/skol-spark predict --conf conf/local.yaml"]
+    second = json.loads(manifest_path_in(again, tmp_path).read_text())
     assert second["model"]["name"] == "demo" and second["output"]["rows_written"] == table.num_rows
-    assert second["evaluation"]["metrics"]["labelled_lines"] == table.num_rows  # label_col: gold_label
+    assert second["annotated"]["documents"] == 60 and second["config"]["input"]["document_text_col"] == "body"
     # the console of a run: no config dump at INFO (it is in the manifest), no temporary directory named
-    assert "run config" not in again.stderr and "skol-report-" not in again.stderr
-    assert second["config"]["model"]["name"] == "demo"
+    assert "run config" not in again and "skol-report-" not in again
     page = (tmp_path / second["report"]["html"]).read_text()  # relative to the run's cwd, as output.path is
     assert re.search(r"Throughput \(lines/s\)</td><td class=\"num\">[\d,]+</td>", page)
 
-    # the demo's own run was overwritten by the second: its report cannot be rebuilt from someone else's rows
+    # the demo's own run was overwritten by later ones: its report cannot be rebuilt from someone else's rows
     old = subprocess.run([sys.executable, "-m", "skol_spark.cli.main", "report",
                           str(manifest_path_in(said, tmp_path))],
                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -1,5 +1,7 @@
-"""``skol-spark demo --text``: a pipeline fitted on synthetic text, published with its model, documents scored
-as plain text through spark-submit.sh, annotated blocks printed. A real subprocess, Redis, Spark and Keras."""
+"""``skol-spark demo`` (the text demo, the default; ``--text`` is kept as its old name): a pipeline fitted on
+synthetic text, published with its model, documents scored as plain text through spark-submit.sh, annotated
+blocks printed. A real subprocess, Redis, Spark and Keras. The default paths, and the README's commands after
+the demo, are ``tests/test_submit.py``'s demo test."""
 
 from __future__ import annotations
 
@@ -16,12 +18,12 @@ from tests.test_submit import ROOT, clean_env
 
 
 @pytest.mark.slow
-def test_text_demo_scores_plain_text_and_prints_annotated_blocks(tmp_path):
+def test_text_demo_by_its_old_flag_scores_plain_text_and_prints_annotated_blocks(tmp_path, redis_server):
     out = tmp_path / "demo-out" / "predictions"
     done = subprocess.run([sys.executable, "-m", "skol_spark.cli.demo", "--text", "--documents", "40", "--workdir",
                            str(tmp_path / "demo-data"), "--output", str(out), "--master", "local[2]"],
-                          env=clean_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=900,
-                          cwd=tmp_path)
+                          env=clean_env(PYTHONPATH=str(ROOT), SKOL_REDIS_URL=redis_server.url),
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     said = done.stdout + done.stderr
     manifest_line = [x for x in said.splitlines() if x.startswith("manifest: ")][-1]
@@ -33,3 +35,5 @@ def test_text_demo_scores_plain_text_and_prints_annotated_blocks(tmp_path):
     assert annotated.num_rows == 40
     first_block = annotated.column("annotated")[0].as_py().split("\n[@ ")[0]
     assert first_block.startswith("[@ ") and first_block in said  # printed after the job's summary
+    # off the default paths conf/local.yaml would not find the documents: the next step names the demo's config
+    assert f"Next: .venv/bin/skol-spark predict --conf {tmp_path / 'demo-data' / 'demo.yaml'}" in done.stderr

@@ -1,8 +1,10 @@
-"""The demo in text: a pipeline fitted on synthetic taxonomic text, a model trained on its output, documents
-scored as plain text, a few annotated blocks printed (``skol-spark demo --text``; docs/text.md).
+"""The default demo, in text: a pipeline fitted on synthetic taxonomic text, a model trained on its output,
+both published as model ``demo`` (alias ``production``), documents scored as plain text, a few annotated blocks
+printed (``skol-spark demo``; docs/text.md).
 
-Kept apart from ``demo.py``'s vector demo: it starts a local Spark in this process to fit the pipeline,
-then hands the job to the same launcher.
+It is what ``conf/local.yaml`` scores: the documents go to ``<workdir>/documents.parquet`` (one row per
+document, its text in ``body``), the annotated documents beside the output (``demo-output/annotated``). It starts
+a local Spark in this process to fit the pipeline, then hands the job to the demo's launcher.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+MODEL, CORPUS, TEXT_COL = "demo", "documents.parquet", "body"
 LABELS = ["Nomenclature", "Description", "Misc"]
 WINDOW, STRIDE = 16, 8
 GENERA = ["Agaricus", "Russula", "Boletus", "Amanita", "Cortinarius", "Lactarius", "Inocybe", "Mycena", "Xerula"]
@@ -88,7 +91,7 @@ def train_text_model(x: np.ndarray, y: np.ndarray, seed: int = 7):
 
 
 def prepare_text_demo(store, workdir: Path, *, documents: int, seed: int = 11) -> Path:
-    """Fit, train, publish (model + pipeline as ``demo-text``), write the documents; returns the corpus path."""
+    """Fit, train, publish (model + pipeline as ``demo``), write the documents; returns the corpus path."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -100,19 +103,20 @@ def prepare_text_demo(store, workdir: Path, *, documents: int, seed: int = 11) -
     log.info("fitting the demo feature pipeline on %d lines of synthetic text…", len(lines))
     x = fit_demo_pipeline(pipeline_dir, lines)
     log.info("training the demo BiLSTM on the pipeline's %d features…", x.shape[1])
-    version = store.publish(train_text_model(x, labels), "demo-text", labels=LABELS, stride=STRIDE,
-                            aliases=["production"], notes="skol_spark text demo", feature_pipeline=pipeline_dir)
-    corpus = workdir / "documents.parquet"
+    version = store.publish(train_text_model(x, labels), MODEL, labels=LABELS, stride=STRIDE,
+                            aliases=["production"], notes="skol_spark demo model (text)",
+                            feature_pipeline=pipeline_dir)
+    corpus = workdir / CORPUS
     corpus.mkdir(parents=True, exist_ok=True)
     texts = ["\n".join(synthetic_document(rng)[0]) for _ in range(documents)]
-    pq.write_table(pa.table({"doc_id": [f"page-{i:05d}" for i in range(documents)], "body": texts}),
+    pq.write_table(pa.table({"doc_id": [f"page-{i:05d}" for i in range(documents)], TEXT_COL: texts}),
                    corpus / "part-00000.parquet")
-    log.info("published demo-text v%d with its pipeline; wrote %d documents as plain text", version, documents)
+    log.info("published %s v%d with its pipeline; wrote %d documents as plain text", MODEL, version, documents)
     return corpus
 
 
 def text_conf(corpus: Path, output: Path, master: str) -> str:
-    return TEXT_CONF.format(input=corpus.resolve(), output=output.resolve(),
+    return TEXT_CONF.format(model=MODEL, text_col=TEXT_COL, input=corpus.resolve(), output=output.resolve(),
                             annotated=output.resolve().parent / "annotated", master=master)
 
 
@@ -122,18 +126,20 @@ def print_annotated(output: Path, count: int = 3) -> None:
 
     path = output.resolve().parent / "annotated"
     rows = ds.dataset(str(path), format="parquet", partitioning="hive").to_table().slice(0, count).to_pylist()
+    print(f"\nannotated documents (YEDDA, one per document): {path}; the first {len(rows)}:")
     for row in rows:
         blocks = row["annotated"].split("\n[@ ")
         print(f"\n{row['doc_id']} ({len(blocks)} blocks):\n" + "\n[@ ".join(blocks[:4]))
 
 
-TEXT_CONF = """# Written by skol-spark demo --text. Redis comes from $SKOL_REDIS_URL.
+TEXT_CONF = """# Written by skol-spark demo (conf/local.yaml is the same job on the default paths).
+# Redis comes from $SKOL_REDIS_URL.
 model:
-  name: demo-text
+  name: {model}
   version: production
 input:
   path: {input}
-  document_text_col: body
+  document_text_col: {text_col}
 output:
   path: {output}
   mode: overwrite
@@ -143,12 +149,13 @@ job:
 """
 
 
-def run_text_demo(store, workdir: Path, args, launch) -> int:
-    """Prepare the text demo, run the job through ``launch(conf_path) -> exit code``, print annotated blocks."""
+def run_text_demo(store, workdir: Path, args, launch) -> tuple[int, Path]:
+    """Prepare the text demo, run the job through ``launch(conf_path) -> exit code``, print annotated blocks;
+    ``(exit code, the config written)``."""
     corpus = prepare_text_demo(store, workdir, documents=args.documents)
-    conf = workdir / "demo-text.yaml"
+    conf = workdir / "demo.yaml"
     conf.write_text(text_conf(corpus, Path(args.output), args.master))
     code = launch(conf)
     if code == 0:
         print_annotated(Path(args.output))
-    return code
+    return code, conf
