@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from skol_spark.errors import NothingToDo
+from skol_spark.errors import InputContractError, NothingToDo
 from skol_spark.job import text_input
 from skol_spark.job.config import JobConfig, require_job_fields
 from skol_spark.job.inputs import carried_columns, read_input, unscored_documents
@@ -117,8 +117,14 @@ def _execute(spark, plan: RunPlan, fs, recorder) -> int:
         # quarantine filters the input: its order is no longer the one the scan saw
         presorted = report.ok and report.in_document_order and reads_input_partitions(config, partitions)
         scoring = plan.scoring_plan(carry, lines=report.lines, presorted=presorted, flag_builds=builds.flag_column)
-        schema, seconds = score_and_publish(spark, df, scoring, handle, builds, config, plan.paths, fs, recorder,
-                                            lines=report.lines, services=services)
+        try:
+            schema, seconds = score_and_publish(spark, df, scoring, handle, builds, config, plan.paths, fs,
+                                                recorder, lines=report.lines, services=services)
+        except InputContractError:
+            if not report.features_checked:  # a task refused a feature: list every problem, as the full scan does
+                refuse_bad_input(_full_scan(df, kind, plan, recorder), feature_size=plan.artifact.feature_size,
+                                 **plan.keys)
+            raise
         recorder.mark_published()
         recorder.scoring(seconds=seconds, builds=builds.total(), window=plan.window, stride=plan.stride,
                          workers=builds.workers(), devices=plan.env.devices(),
@@ -143,9 +149,10 @@ def _validate(spark, df, kind: str, plan: RunPlan, smoke: SmokeTest, recorder):
     # the input's read order reaches the scoring task only as read: not through the incremental anti-join
     check_order = config.scoring.sort == "auto" and config.output.mode != "incremental" and \
         reads_input_partitions(config, before)
+    # refused (not quarantined) bad input needs no feature check here: the scoring tasks make it
     report = scan_input(df, kind=kind, feature_size=plan.artifact.feature_size, **plan.keys,
                         before_run=smoke.start, check_clustered=trusts_clustering(config, before),
-                        check_order=check_order)
+                        check_order=check_order, features=config.scoring.bad_input == "quarantine")
     recorder.input(report)
     refuse_split_documents(report, doc_col=config.input.doc_id_col)
     if not report.ok:
@@ -155,6 +162,13 @@ def _validate(spark, df, kind: str, plan: RunPlan, smoke: SmokeTest, recorder):
         raise NothingToDo(f"incremental: every document in the input is already scored by model "
                           f"{plan.artifact.name!r} v{plan.artifact.version} in {out.path or out.table}; nothing to do")
     return df, report
+
+
+def _full_scan(df, kind: str, plan: RunPlan, recorder):
+    """The scan with every rule, after a scoring task refused a feature the keys-only scan did not read."""
+    report = scan_input(df, kind=kind, feature_size=plan.artifact.feature_size, **plan.keys)
+    recorder.input(report)
+    return report
 
 
 def handle_bad_input(spark, df, report, config: JobConfig, kind: str, artifact, recorder):

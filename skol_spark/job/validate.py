@@ -5,7 +5,12 @@ rules of ``scoring.rules``: null or NaN keys, null/NaN/inf features or values
 beyond float32, wrong feature size, bad sparse indices, duplicate keys) run
 as ONE aggregation job over keys and flags only (features are never
 shuffled), which also yields the line and document totals used for sizing
-and progress. A scan that Spark itself cannot run (an unreadable file, a
+and progress. Where bad input is refused (not quarantined) the scan checks
+the keys only: the scoring tasks check every feature anyway (the worker's
+guard is the reference form of each rule), so reading and checking the
+features twice bought only an earlier error; when a task refuses a feature,
+the driver runs the full scan to list every problem, and nothing is
+published either way (``job.run``). A scan that Spark itself cannot run (an unreadable file, a
 vector the JVM refuses to deserialize) ends in one clear error, not a trace.
 """
 
@@ -19,6 +24,8 @@ from skol_spark.errors import InputContractError, JobFailedError
 from skol_spark.scoring import rules
 from skol_spark.scoring.rules import FIXES, FLAGS  # noqa: F401  (one list of rules: re-exported)
 
+KEY_FLAGS = ("null_key", "duplicate")  # the rules that need no feature
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +38,8 @@ class InputReport:
     bad: dict[str, tuple[int, Any]] = field(default_factory=dict)
     split_documents: tuple[int, Any] = (0, None)  # (count, example doc) spanning input partitions, if checked
     scattered_documents: int = -1  # documents whose lines are not one run of the input's rows (-1: not checked)
-    scan: str = "spark"  # which scan made the report: spark, or arrow (local_scan)
+    scan: str = "spark"  # which scan made the report (run manifest: input.validated_by)
+    features_checked: bool = True  # False: keys only, the scoring tasks check the features
 
     @property
     def in_document_order(self) -> bool:
@@ -127,14 +135,20 @@ def line_flags(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
     # indices are checked against the model's size only where the declared size is the model's (as decoded)
     checks = {"bad_size": size != feature_size, **{f: (size == feature_size) & c for f, c in sparse.items()},
               "nonfinite": rules.nonfinite_sql(values)}
+    return df.select(
+        *key_columns(df, doc_col=doc_col, line_col=line_col), missing.alias("null_features"),
+        *[F.coalesce(~missing & checks.get(f, F.lit(False)), F.lit(False)).alias(f)
+          for f in FLAGS if f not in ("null_key", "null_features", "duplicate")])
+
+
+def key_columns(df, *, doc_col: str, line_col: str) -> list:
+    """``_doc``, ``_line`` and the ``null_key`` flag: what every scan reads, features or not."""
+    from pyspark.sql import functions as F
+
     schema = df.schema
     null_key = rules.null_like_sql(F.col(doc_col), schema[doc_col].dataType) | \
         rules.null_like_sql(F.col(line_col), schema[line_col].dataType)
-    return df.select(
-        F.col(doc_col).alias("_doc"), F.col(line_col).alias("_line"), null_key.alias("null_key"),
-        missing.alias("null_features"),
-        *[F.coalesce(~missing & checks.get(f, F.lit(False)), F.lit(False)).alias(f)
-          for f in FLAGS if f not in ("null_key", "null_features", "duplicate")])
+    return [F.col(doc_col).alias("_doc"), F.col(line_col).alias("_line"), null_key.alias("null_key")]
 
 
 def stored_vector(column):
@@ -150,8 +164,11 @@ def stored_vector(column):
 
 def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
                before_run: Callable[[], Any] | None = None, check_clustered: bool = False,
-               check_order: bool = False) -> InputReport:
+               check_order: bool = False, features: bool = True) -> InputReport:
     """One Spark job: totals and, per problem, the number of lines and one example.
+
+    ``features=False`` checks the keys' rules only (``KEY_FLAGS``) and never
+    reads the feature column.
 
     ``check_clustered`` also counts documents whose lines sit in more than one
     of ``df``'s partitions: the claim ``input.clustered_by_doc`` makes, which
@@ -175,11 +192,12 @@ def scan_input(df, *, doc_col: str, line_col: str, features_col: str, kind: str,
     InputContractError naming it; any other failure JobFailedError.
     """
     keys = dict(doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
-                feature_size=feature_size, check_clustered=check_clustered, check_order=check_order)
+                feature_size=feature_size, check_clustered=check_clustered, check_order=check_order,
+                features=features)
     try:
         return _scan(df, **keys, before_run=before_run)
     except Exception as e:
-        if kind != "vector" or unreadable(df, e):
+        if kind != "vector" or not features or unreadable(df, e):
             raise scan_failure(df, e) from e
         from skol_spark.job.input_errors import java_summary
 
@@ -212,18 +230,20 @@ def scan_failure(df, error: Exception) -> Exception:
 
 def _scan(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int,
           before_run: Callable[[], Any] | None = None, check_clustered: bool = False, check_order: bool = False,
-          raw_vectors: bool = False) -> InputReport:
+          raw_vectors: bool = False, features: bool = True) -> InputReport:
     from pyspark.sql import functions as F
 
+    checked = FLAGS if features else KEY_FLAGS
     flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
-                       feature_size=feature_size, raw_vectors=raw_vectors)
+                       feature_size=feature_size, raw_vectors=raw_vectors) if features \
+        else df.select(*key_columns(df, doc_col=doc_col, line_col=line_col))
     # One shuffle of keys and flags by document serves all three levels (line key, document, total): a
     # cold JVM pays seconds per extra stage, and countDistinct would add an expand and two more shuffles.
     position = F.monotonically_increasing_id() if check_clustered or check_order else F.lit(0).cast("long")
     flags = flags.select("*", position.alias("_row"))
     per_key = flags.repartition("_doc").groupBy("_doc", "_line").agg(
         F.count(F.lit(1)).alias("n"), F.min("_row").alias("row_lo"), F.max("_row").alias("row_hi"),
-        *[F.max(F.col(f).cast("int")).alias(f) for f in FLAGS if f != "duplicate"])
+        *[F.max(F.col(f).cast("int")).alias(f) for f in checked if f != "duplicate"])
     example = F.struct(F.col("_doc").cast("string").alias("doc"), F.col("_line").alias("line"))
     first_row, last_row = F.min("row_lo"), F.max("row_hi")
     per_doc_aggs = [F.sum("n").alias("lines"),
@@ -233,7 +253,7 @@ def _scan(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feat
             F.count(F.when(F.col("split"), 1)).alias("split_count"),
             F.count(F.when(F.col("scattered"), 1)).alias("scattered_count"),
             F.first(F.when(F.col("split"), F.col("_doc").cast("string")), ignorenulls=True).alias("split_example")]
-    for flag in FLAGS:
+    for flag in checked:
         hit = (F.col("n") > 1) if flag == "duplicate" else (F.col(flag) == 1)
         weight = (F.col("n") - 1) if flag == "duplicate" else F.col("n")
         count, first = f"{flag}_count", f"{flag}_example"
@@ -244,8 +264,9 @@ def _scan(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feat
     if before_run is not None:
         before_run()
     row = query.collect()[0]
-    bad = {f: (int(row[f"{f}_count"]), _example(row[f"{f}_example"])) for f in FLAGS}
-    return InputReport(lines=int(row["lines"]), documents=int(row["documents"]), bad=bad,
+    bad = {f: (int(row[f"{f}_count"]), _example(row[f"{f}_example"])) for f in checked}
+    return InputReport(lines=int(row["lines"]), documents=int(row["documents"]), bad=bad, features_checked=features,
+                       scan="spark" if features else "spark: keys (the scoring tasks check the features)",
                        split_documents=(int(row["split_count"]), row["split_example"]) if check_clustered else (0, None),
                        scattered_documents=int(row["scattered_count"]) if check_order else -1)
 
