@@ -275,7 +275,7 @@ def _delete(store, args) -> int:
 
 def _gc(store, args) -> int:
     from skol_spark.store.gc import find_unpublished, remove_orphan
-    from skol_spark.store.model_store import validate_name
+    from skol_spark.store.names import validate_name
 
     if args.grace < 0:
         raise ConfigError(f"--grace {args.grace:g}: must be >= 0 seconds")
