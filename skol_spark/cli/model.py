@@ -115,7 +115,8 @@ def model_command(args) -> int:
 
 
 def _publish(store, args) -> int:
-    from skol_spark.model.builder import check_architecture, check_keras_floor, import_custom_objects
+    from skol_spark.model.builder import import_custom_objects
+    from skol_spark.model.vetting import check_architecture, check_keras_floor
 
     path = Path(args.path)
     if not path.is_file():

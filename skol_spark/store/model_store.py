@@ -158,7 +158,7 @@ class ModelStore:
                 pipeline_modules: Sequence[str] = ()) -> int:
         """Publish an in-memory ``keras.Model`` as a new immutable version; returns its number.
 
-        The architecture is vetted as loading will vet it (``model_builder.check_architecture``):
+        The architecture is vetted as loading will vet it (``model.vetting.check_architecture``):
         a ``Lambda`` is refused (UnsafeModelError) unless ``allow_unsafe``, a custom layer needs
         its module in ``custom_modules``. Refusing here beats a version nobody can load.
         ``compile_objects`` (loss/metric names, for the record) defaults to those in the model's
@@ -166,7 +166,7 @@ class ModelStore:
         finds it) is stored with the version; its stage classes must be allowed (``pipeline_modules``)
         and its output size must equal the model's feature size (``skol_spark.store.pipeline``).
         """
-        from skol_spark.model.builder import check_architecture
+        from skol_spark.model.vetting import check_architecture
 
         # every check before anything is written: a refusal must not leave a half-published version
         for each in (name, *(extras or {})):
