@@ -19,6 +19,8 @@ from skol_spark.store.connection import redact_url  # the one rule for what of a
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """``model``: which stored version to score with, and which code its rebuild may import."""
+
     name: str = ""
     version: str = "production"
     custom_layer_modules: tuple[str, ...] = ()
@@ -28,6 +30,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class InputConfig:
+    """``input``: where the lines are and which columns hold the document, line and features."""
+
     path: str = ""
     format: str = "parquet"
     table: str = ""
@@ -45,6 +49,8 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
+    """``scoring``: windowing, batching and what to do with bad lines (0 means chosen for the cluster)."""
+
     window_size: int = 0
     stride: int = 0
     batch_size: int = 512
@@ -61,6 +67,8 @@ class ScoringConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """``output``: where the scored lines go, how an existing output is treated, and the run's records."""
+
     path: str = ""
     format: str = "parquet"
     table: str = ""
@@ -76,6 +84,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class JobSettings:
+    """``job``: the Spark session (classic or Connect), timeouts and exit codes."""
+
     app_name: str = "skol-spark-predict"
     master: str = ""
     timeout_seconds: float = 0.0
