@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 
 from skol_spark.errors import InputContractError
-from skol_spark.scoring.partition import ScoringPlan, document_lengths, in_line_order, iter_complete_documents
+from skol_spark.scoring.documents import document_lengths, in_line_order, iter_complete_documents
+from skol_spark.scoring.specs import ScoringPlan
 
 PLAN = ScoringPlan(doc_col="doc", line_col="line", features_col="f", carry_cols=("doc", "line"), labels=("a",),
                    window=4, stride=2, batch_size=8, feature_size=3, model_name="m",

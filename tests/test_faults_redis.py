@@ -20,6 +20,7 @@ from skol_spark.store.embedded import free_port, start_redis
 from skol_spark.errors import ModelIntegrityError, ModelStoreError, RedisUnavailableError
 from skol_spark.store.connection import RedisSettings, connect
 from skol_spark.store.model_store import ModelStore
+from skol_spark.store.publishing import commit_version
 from tests.fault_tools import Proxy, make_certs, predict_args, run_cli, run_cli_subprocess, start_tls_redis, wide_model
 from tests.helpers import (LABELS, assert_no_output, documents_table, make_documents, read_output, write_config,
                            write_table)
@@ -469,7 +470,7 @@ def test_publish_killed_with_sigkill_leaves_orphans_that_model_gc_finds_and_remo
     loaded = ModelStore(redis_client, prefix=prefix).load("big", "production")
     assert loaded.version == published and loaded.weights  # checksums verified on load
     with pytest.raises(ModelStoreError, match="model gc, which removed its keys"):  # a late commit is refused
-        ModelStore(redis_client, prefix=prefix)._commit_version("big", old, "{}", [])
+        commit_version(ModelStore(redis_client, prefix=prefix), "big", old, "{}", [])
     assert redis_client.zscore(f"{prefix}:model:big:versions", old) is None
 
     rest = run_cli(["model", "gc", "--grace", "0", "--delete", *base])

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="parse and print the resolved config, then exit")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
 
-    from skol_spark.cli.model import add_model_parser
+    from skol_spark.cli.model_parser import add_model_parser
 
     add_model_parser(sub)
 

@@ -14,7 +14,7 @@ from skol_spark.errors import ConfigError
 from skol_spark.job.config import JobConfig
 from skol_spark.job.sink import OutputPaths
 from skol_spark.local import Cluster, environment
-from skol_spark.scoring.partition import BuildSpec, ScoringPlan
+from skol_spark.scoring.specs import BuildSpec, ScoringPlan
 
 
 @dataclass(frozen=True)

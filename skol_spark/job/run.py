@@ -28,7 +28,7 @@ from skol_spark.job.services import services_for
 from skol_spark.job.sink import OutputLock, recover
 from skol_spark.job.smoke import SmokeTest, checked_predictor
 from skol_spark.job.validate import bad_documents, check_schema, refuse_bad_input, refuse_split_documents, scan_input
-from skol_spark.model.builder import check_keras_floor
+from skol_spark.model.vetting import check_keras_floor
 
 log = logging.getLogger(__name__)
 

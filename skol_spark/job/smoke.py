@@ -14,7 +14,7 @@ import logging
 
 from skol_spark.job.failures import spark_failure
 from skol_spark.model.builder import predictor_kind
-from skol_spark.scoring.partition import BuildSpec
+from skol_spark.scoring.specs import BuildSpec
 
 log = logging.getLogger(__name__)
 

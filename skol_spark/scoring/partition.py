@@ -9,7 +9,8 @@ conversion. A document may span Arrow batches: its rows are carried to the
 next batch, so it is always scored as one sequence. Input whose documents
 the validation scan found to be runs of rows already is streamed as read,
 without Spark's sort (``ScoringPlan.presorted``): the worker orders each
-document's lines itself and refuses a document that comes back.
+document's lines itself and refuses a document that comes back
+(``scoring.documents``). What a task is told is in ``scoring.specs``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -26,8 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skol_spark.errors import ExecutorError, InputContractError, JobFailedError, SkolError
+from skol_spark.scoring.documents import document_lengths, in_line_order, iter_complete_documents
 from skol_spark.scoring.features import concat_sources, decode_features, nonfinite_rows
-from skol_spark.scoring.rules import describe, follows, null_like
+from skol_spark.scoring.rules import describe, null_like
+from skol_spark.scoring.specs import BuildSpec, ScoringPlan
 from skol_spark.scoring.windowing import score_lines
 from skol_spark.scoring.worker_log import WorkerModel, record_task
 
@@ -35,42 +37,6 @@ log = logging.getLogger(__name__)
 
 BUILT_COLUMN = "_skol_model_built"  # ScoringPlan.flag_builds: dropped by the driver before writing
 RESULT_COLUMNS = ("label", "prediction", "confidence", "probabilities", "model_name", "model_version", "run_id")
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    """How a Python worker rebuilds the model, besides the artifact itself (small, picklable).
-
-    Known before the input is read, so the warm-up job can build with the
-    same spec, and the same cache key, as the scoring tasks.
-    """
-
-    custom_modules: tuple[str, ...] = ()
-    allow_unsafe: bool = False
-    line_projection: bool = True  # scoring.predictor: auto
-    tf_threads: int = 0  # TensorFlow's intra-op pool; 0: the cores the task owns (spark.task.cpus)
-
-
-@dataclass(frozen=True)
-class ScoringPlan:
-    """Everything a scoring task needs besides the broadcast artifact (small, picklable)."""
-
-    doc_col: str
-    line_col: str
-    features_col: str
-    carry_cols: tuple[str, ...]
-    labels: tuple[str, ...]
-    window: int
-    stride: int
-    batch_size: int
-    feature_size: int
-    model_name: str
-    model_version: int
-    run_id: str
-    build: BuildSpec = BuildSpec()
-    partitions: int = 0  # scoring partitions (0: keep the input's, it is clustered by document)
-    presorted: bool = False  # stream the input as read: the scan found each document one run of rows
-    flag_builds: bool = False  # Spark Connect (no accumulators): a last column, 1 on a task's first row if it built
 
 
 def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Callable:
@@ -158,95 +124,6 @@ def task_cpus(default: int = 1) -> int:
 
     ctx = TaskContext.get()
     return max(1, int(ctx.cpus())) if ctx is not None else default
-
-
-def iter_complete_documents(batches: Iterator[pa.RecordBatch], doc_col: str, *,
-                            check_runs: bool = False) -> Iterator[pa.Table]:
-    """Regroup batches whose documents are runs of rows so that no document is split: yields tables of
-    whole documents.
-
-    The rows of the last document of each batch are held back until a row of
-    another document (or the end of the partition) shows it is complete.
-    Spark's sort makes every document one run; with ``check_runs`` (the
-    input is streamed unsorted, on the validation scan's word) a document
-    that shows up again after another one started is refused, since it
-    would be scored as two sequences.
-    """
-    carry: list[pa.RecordBatch] = []
-    finished: set | None = set() if check_runs else None
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        docs = batch.column(doc_col)
-        last = docs[batch.num_rows - 1]
-        # index of the first row of the batch's last document
-        same_as_last = pc.equal(docs, last).to_numpy(zero_copy_only=False)
-        differs = np.flatnonzero(~same_as_last)
-        cut = int(differs[-1]) + 1 if differs.size else 0
-        if cut == 0 and carry and carry[-1].column(doc_col)[carry[-1].num_rows - 1] == last:
-            carry.append(batch)  # the whole batch continues the carried document
-            continue
-        if cut == 0:
-            ready, rest = carry, [batch]
-        else:
-            ready, rest = carry + [batch.slice(0, cut)], [batch.slice(cut)]
-        if ready:
-            yield _checked(pa.Table.from_batches(ready), doc_col, finished)
-        carry = rest
-    if carry:
-        yield _checked(pa.Table.from_batches(carry), doc_col, finished)
-
-
-def _checked(table: pa.Table, doc_col: str, finished: set | None) -> pa.Table:
-    """``table`` if none of its documents was seen before (``finished`` collects them); None skips the check."""
-    if finished is None:
-        return table
-    docs = table.column(doc_col).combine_chunks()
-    ids = docs.take(pa.array(run_starts(docs))).to_pylist()
-    if len(set(ids)) != len(ids) or not finished.isdisjoint(ids):
-        again = next(d for i, d in enumerate(ids) if d in finished or d in ids[:i])
-        raise InputContractError(
-            f"document {again!r} ({doc_col}) came back after another document's lines while the scoring task "
-            "streamed the input, although the validation scan found each document's lines together: the input "
-            "changed during the job, or its read order is not stable. Nothing was published; rerun on input "
-            "that does not change, or set scoring.sort: always")
-    finished.update(ids)
-    return table
-
-
-def run_starts(docs: pa.Array) -> np.ndarray:
-    """Row indices where a run of equal doc ids starts: ``int64[d]``."""
-    n = len(docs)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    change = pc.not_equal(docs.slice(1), docs.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    return np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
-
-
-def document_lengths(docs: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Run lengths of consecutive equal doc ids: ``int64[d]`` (each document is one run of rows)."""
-    if isinstance(docs, pa.ChunkedArray):
-        docs = docs.combine_chunks()
-    return np.diff(np.append(run_starts(docs), len(docs))).astype(np.int64)
-
-
-def in_line_order(table: pa.Table, plan: ScoringPlan) -> pa.Table:
-    """Each document's lines ordered by line number: what Spark's sort did, for input streamed as read.
-
-    Input written by document is usually in line order already, so this is
-    one pass over the line numbers; only out-of-order documents pay a take.
-    """
-    lines = table.column(plan.line_col).combine_chunks()
-    if len(lines) < 2 or lines.null_count or null_like(table.column(plan.doc_col)).any():
-        return table  # null or NaN keys: check_batch names them
-    numbers = lines.to_numpy(zero_copy_only=False)
-    lengths = document_lengths(table.column(plan.doc_col))
-    first = np.zeros(len(numbers), dtype=bool)
-    first[np.cumsum(lengths)[:-1]] = True  # a document's first line needs no predecessor
-    if np.all(follows(numbers) | first[1:]):
-        return table
-    doc_index = np.repeat(np.arange(lengths.size), lengths)
-    return table.take(pa.array(np.lexsort((numbers, doc_index))))
 
 
 def check_batch(table: pa.Table, plan: ScoringPlan, features) -> None:

@@ -1,7 +1,7 @@
 """Find and remove the payload keys of publishes that never finished (``skol-spark model gc``).
 
 A publish writes a version's payload keys (architecture, weight and extra chunks: tens of MB) first and
-makes the version visible in one transaction at the end (``ModelStore._commit_version``). A publish
+makes the version visible in one transaction at the end (``publishing.commit_version``). A publish
 killed in between (SIGKILL, a lost connection, a dead host) leaves keys that no other command reaches,
 because the version never appears in ``versions``. Each publish records the server time it started in
 ``<p>:model:<name>:pending`` until it commits; the age of keys left by a publish from before that

@@ -12,7 +12,7 @@ with ``tar.add(model_dir, arcname=".")``) holding::
 ``import_legacy`` turns one into a new immutable store version. The archive is
 untrusted input: every member is vetted before anything is extracted
 (``safe_tar.safe_extract``), the model architecture is vetted before Keras parses it
-(``model_builder.check_architecture``: no Lambda bytecode, no foreign modules),
+(``model.vetting.check_architecture``: no Lambda bytecode, no foreign modules),
 and Keras loads it with ``compile=False`` (the training loss was a closure no
 loader can find; prediction never needs it). Keras 2 differences Keras 3
 rejects are translated in ``skol_spark.store.legacy_h5``.

@@ -3,14 +3,14 @@
 Keras 3 reads its own h5 files but rejects parts of Keras 2 configs (e.g.
 ``Unrecognized keyword arguments passed to LSTM: {'time_major': False}``).
 ``load_h5_model`` reads the ``model_config`` attribute with h5py, translates
-the known differences, vets the result with ``model_builder.check_architecture``
+the known differences, vets the result with ``model.vetting.check_architecture``
 (Lambda bytecode and foreign modules are refused before Keras parses
 anything), and, when something changed, writes the translated config with the
 original ``model_weights`` group into a sibling h5. Keras 3's own h5 loader
 then reads it with ``compile=False`` and ``safe_mode=True``: it already knows
 the rest of the Keras 2 layout (top-level layers without ``module`` keys,
 nested-list inbound nodes, weights matched in Keras 2 layer order), and
-``model_from_json`` stays in one place (``model_builder.rebuild_model``).
+``model_from_json`` stays in one place (``model.builder.rebuild_model``).
 
 Translated (Keras 2 -> Keras 3):
 
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from skol_spark.errors import ModelFormatError
-from skol_spark.model.builder import check_architecture, check_keras_floor, import_custom_objects
+from skol_spark.model.builder import import_custom_objects
+from skol_spark.model.vetting import check_architecture, check_keras_floor
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 KERAS2_MODULE_PREFIXES = ("tf_keras.", "tensorflow.python.keras.", "tensorflow.keras.")

@@ -20,28 +20,32 @@ killed in between leaves them behind, marked in ``pending``: ``store.gc``
 period; a publish whose marker gc removed refuses to commit. Loading reads
 only (GET, MGET, HGET, HGETALL, ZSCORE, ZRANGE, SMEMBERS): the scoring job runs with a
 read-only ACL user.
+
+``ModelStore`` is the one interface callers use; the parts with a job of their
+own live beside it: ``names`` (what a name, alias or version reference may be),
+``chunks`` (payloads as chunk keys, read back bounded), ``publish_checks`` (the
+checks and the manifest before a write) and ``publishing`` (the two-step write).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
-from skol_spark.model.artifact import (FORMAT_VERSION, ModelArtifact, encode_weights, framework_versions,
-                                 golden_inputs, sha256)
+from skol_spark.model.artifact import ModelArtifact, encode_weights, sha256
 from skol_spark.errors import (ConfigError, ModelIntegrityError, ModelNotFoundError, ModelStoreError,
                                RedisUnavailableError)
-from skol_spark.store.gc import server_time
+from skol_spark.store.chunks import read_chunks
 from skol_spark.store.manifest_schema import check_manifest
-from skol_spark.store.publish_checks import check_publishable, compile_object_names
+from skol_spark.store.names import parse_version, stored_version, validate_alias, validate_name
+from skol_spark.store.publish_checks import check_publishable, version_manifest
+from skol_spark.store.publishing import with_pipeline, write_version
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024
-CHUNK_BATCH = 64  # chunk keys per MGET: memory for keys stays bounded whatever count a manifest claims
 
 
 class ModelStore:
@@ -122,7 +126,7 @@ class ModelStore:
         manifest = self.manifest(name, ref)
         version = int(manifest["version"])
         arch_key = self._vkey(name, version, "architecture")
-        weights = self._read_chunks(name, version, "weights", manifest["weights"])
+        weights = read_chunks(self, name, version, "weights", manifest["weights"])
         architecture = self._call(self.client.get, arch_key)
         if architecture is None:
             raise ModelIntegrityError(f"model {name!r} v{version}: architecture key {arch_key} is missing "
@@ -139,45 +143,10 @@ class ModelStore:
         meta = manifest.get("extras", {}).get(extra)
         if meta is None:
             raise ModelNotFoundError(f"model {name!r} v{manifest['version']} has no extra {extra!r}")
-        data = self._read_chunks(name, int(manifest["version"]), f"extra:{extra}", meta)
+        data = read_chunks(self, name, int(manifest["version"]), f"extra:{extra}", meta)
         if sha256(data) != meta["sha256"]:
             raise ModelIntegrityError(f"model {name!r} v{manifest['version']}: extra {extra!r} checksum mismatch")
         return data
-
-    def _read_chunks(self, name: str, version: int, part: str, meta: Mapping[str, Any]) -> bytes:
-        """The chunks of one payload, bounded by what Redis holds, not by what the manifest claims.
-
-        The last claimed chunk must exist before any is read (a manifest claiming a billion chunks fails
-        on one EXISTS); chunks are then read ``CHUNK_BATCH`` at a time against a running total that may
-        not pass the manifest's byte count. ``meta``'s types were checked by ``check_manifest``.
-        """
-        count, size = int(meta["chunks"]), int(meta["bytes"])
-        where = f"model {name!r} v{version}"
-        if count and not self._call(self.client.exists, self._vkey(name, version, part, count - 1)):
-            raise ModelIntegrityError(
-                f"{where} is incomplete: its manifest says {part} has {count} chunk(s) but the last one "
-                f"({self._vkey(name, version, part, count - 1)}) does not exist; the manifest was edited or "
-                "the keys were deleted or evicted. Republish the model")
-        values: list[bytes] = []
-        total = 0
-        for start in range(0, count, CHUNK_BATCH):
-            keys = [self._vkey(name, version, part, i) for i in range(start, min(count, start + CHUNK_BATCH))]
-            batch = self._call(self.client.mget, keys)
-            missing = [k for k, v in zip(keys, batch) if v is None]
-            if missing:
-                raise ModelIntegrityError(
-                    f"{where} is incomplete: {len(missing)} of {count} {part} chunk(s) missing (first: "
-                    f"{missing[0]}); the key was deleted or evicted (check maxmemory-policy noeviction). "
-                    "Republish the model")
-            total += sum(len(v) for v in batch)
-            if total > size:
-                break
-            values += batch
-        if total != size:
-            raise ModelIntegrityError(f"{where}: {part} is {total if total < size else f'more than {size}'} "
-                                      f"bytes, manifest says {size} ({'truncated' if total < size else 'oversized'});"
-                                      " republish the model")
-        return b"".join(values)
 
     # ---- writing ----------------------------------------------------------
     def publish(self, model, name: str, *, labels: Sequence[str], window_size: int | None = None,
@@ -189,7 +158,7 @@ class ModelStore:
                 pipeline_modules: Sequence[str] = ()) -> int:
         """Publish an in-memory ``keras.Model`` as a new immutable version; returns its number.
 
-        The architecture is vetted as loading will vet it (``model_builder.check_architecture``):
+        The architecture is vetted as loading will vet it (``model.vetting.check_architecture``):
         a ``Lambda`` is refused (UnsafeModelError) unless ``allow_unsafe``, a custom layer needs
         its module in ``custom_modules``. Refusing here beats a version nobody can load.
         ``compile_objects`` (loss/metric names, for the record) defaults to those in the model's
@@ -197,7 +166,7 @@ class ModelStore:
         finds it) is stored with the version; its stage classes must be allowed (``pipeline_modules``)
         and its output size must equal the model's feature size (``skol_spark.store.pipeline``).
         """
-        from skol_spark.model.builder import as_declared_input, check_architecture
+        from skol_spark.model.vetting import check_architecture
 
         # every check before anything is written: a refusal must not leave a half-published version
         for each in (name, *(extras or {})):
@@ -206,100 +175,17 @@ class ModelStore:
         for alias in aliases:
             validate_alias(alias)
         labels = [str(x) for x in labels]
-        window, step, features = check_publishable(model, labels, window_size, stride, feature_kind)
-        extras, pipeline_summary = with_pipeline(extras, feature_pipeline, features, pipeline_modules)
+        shape = check_publishable(model, labels, window_size, stride, feature_kind)
+        extras, pipeline_summary = with_pipeline(extras, feature_pipeline, shape[2], pipeline_modules)
         architecture = model.to_json()
         check_architecture(architecture, custom_modules=custom_modules, allow_unsafe=allow_unsafe)
         weights = encode_weights(model.get_weights())
-        from skol_spark.model.device import exact_float32
-
-        exact_float32()  # golden outputs in float32 even on a GPU that would use TF32 (docs/gpu.md)
-        probe = golden_inputs(golden_seed, window, features)
-        outputs = model(as_declared_input(model, probe), training=False)
-        outputs = outputs.numpy() if hasattr(outputs, "numpy") else outputs
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "labels": labels,
-            "window_size": window,
-            "stride": step,
-            "feature_size": features,
-            "feature_kind": feature_kind,
-            "variable_length": model.inputs[0].shape[1] is None,
-            "notes": notes,
-            "compile_objects": sorted(compile_objects) if compile_objects is not None
-            else compile_object_names(architecture),
-            "architecture": {"sha256": sha256(architecture), "bytes": len(architecture.encode())},
-            "weights": {"sha256": sha256(weights), "bytes": len(weights), "arrays": len(model.get_weights()),
-                        "parameters": int(model.count_params())},
-            "golden": {"seed": golden_seed, "outputs": [[[round(float(v), 8) for v in row] for row in w]
-                                                        for w in outputs]},
-            "framework": framework_versions(),
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": dict(source or {"kind": "publish"}),
-        }
+        manifest = version_manifest(model, name, labels, shape, architecture, weights, feature_kind=feature_kind,
+                                    notes=notes, golden_seed=golden_seed, compile_objects=compile_objects,
+                                    source=source)
         if pipeline_summary:
             manifest["feature_pipeline"] = pipeline_summary
-        return self._write_version(name, manifest, architecture, weights, extras or {}, aliases)
-
-    def _write_version(self, name: str, manifest: dict[str, Any], architecture: str, weights: bytes,
-                       extras: Mapping[str, bytes], aliases: Iterable[str]) -> int:
-        version = int(self._call(self.client.incr, self._key(name, "next")))
-        manifest["version"] = version
-        started = int(server_time(self))  # gc ages the publish by the same clock
-        self._call(self.client.hset, self._key(name, "pending"), str(version), started)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self._vkey(name, version, "architecture"), architecture)
-        manifest["weights"]["chunks"] = self._queue_chunks(pipe, name, version, "weights", weights)
-        manifest["extras"] = {}
-        for key, data in extras.items():
-            chunks = self._queue_chunks(pipe, name, version, f"extra:{key}", data)
-            manifest["extras"][key] = {"sha256": sha256(data), "bytes": len(data), "chunks": chunks}
-        self._call(pipe.execute)
-        self._call(self._commit_version, name, version, json.dumps(manifest, sort_keys=True), list(aliases))
-        log.info("published model %s v%d (%d weight bytes in %d chunk(s))", name, version,
-                 len(weights), manifest["weights"]["chunks"])
-        return version
-
-    def _queue_chunks(self, pipe, name: str, version: int, part: str, data: bytes) -> int:
-        count = 0
-        for count, start in enumerate(range(0, len(data), self.chunk_size), start=1):
-            pipe.set(self._vkey(name, version, part, count - 1), data[start:start + self.chunk_size])
-        return count
-
-    def _commit_version(self, name: str, version: int, manifest: str, aliases: Sequence[str]) -> None:
-        """One MULTI/EXEC publishes the version: manifest, ``versions``, ``latest`` and the requested aliases.
-
-        ``latest`` only moves forward, even when two publishes race (WATCH retries the loser).
-        """
-        import redis
-
-        key, pending = self._key(name, "aliases"), self._key(name, "pending")
-        with self.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key, pending)
-                    current = pipe.hget(key, "latest")
-                    if pipe.hget(pending, str(version)) is None:
-                        pipe.reset()
-                        raise ModelStoreError(
-                            f"publishing model {name!r} v{version} took longer than the grace period of "
-                            "skol-spark model gc, which removed its keys; publish again (and give gc a "
-                            "longer --grace)")
-                    pipe.multi()
-                    pipe.hdel(pending, str(version))
-                    pipe.set(self._vkey(name, version, "manifest"), manifest)
-                    pipe.zadd(self._key(name, "versions"), {str(version): version})
-                    pipe.sadd(f"{self.prefix}:models", name)
-                    moves = {alias: version for alias in aliases}
-                    if current is None or int(current) < version:
-                        moves["latest"] = version
-                    if moves:
-                        pipe.hset(key, mapping=moves)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+        return write_version(self, name, manifest, architecture, weights, extras, aliases)
 
     def set_alias(self, name: str, alias: str, ref: str | int) -> int:
         """Point ``alias`` at a version (one HSET: atomic for every reader)."""
@@ -369,43 +255,3 @@ class ModelStore:
                                         "Check the server and redis.socket_timeout") from None
         except redis.exceptions.ResponseError as e:
             raise ModelStoreError(f"Redis at {self.where} refused a command: {e}") from None
-
-
-def stored_version(raw: bytes | str, key: str) -> int:
-    """A version number read from Redis (``versions`` member, alias value); ModelIntegrityError naming the
-    key when someone wrote something else there."""
-    version = parse_version(raw.decode(errors="replace") if isinstance(raw, bytes) else raw)
-    if version is None:
-        raise ModelIntegrityError(f"{key} holds {raw[:40]!r}, not a version number; the key was overwritten: "
-                                  "point the alias at a version again (skol-spark model alias) or republish")
-    return version
-
-
-def with_pipeline(extras: Mapping[str, bytes] | None, source: str | bytes | None, features: int,
-                  modules: Sequence[str]) -> tuple[dict[str, bytes], dict[str, Any] | None]:
-    """The extras plus the packed feature pipeline, and its manifest summary (None without one)."""
-    if source is None:
-        return dict(extras or {}), None
-    from skol_spark.store import pipeline
-
-    packed, summary = pipeline.prepare(source, features, allowed_modules=modules)
-    return {**(extras or {}), pipeline.EXTRA: packed}, summary
-
-
-def validate_alias(alias: str) -> None:
-    validate_name(alias)
-    if parse_version(alias) is not None:
-        raise ConfigError(f"alias {alias!r} must not be a number (it would read as a version)")
-
-
-def parse_version(ref: str | int) -> int | None:
-    """``7``, ``"7"`` or ``"v7"`` (as ``model list`` prints it) -> 7; anything else -> None (an alias)."""
-    text = str(ref).strip()
-    if text[:1] in ("v", "V") and text[1:].isascii() and text[1:].isdigit():
-        text = text[1:]
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
-def validate_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name or ""):
-        raise ConfigError(f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (max 128)")

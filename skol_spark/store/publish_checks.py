@@ -2,15 +2,19 @@
 
 A refusal here beats a version nobody can load: the model's shapes must fit the metadata given
 (``check_publishable``), and the loss/metric names it was compiled with are recorded for the
-manifest (``compile_object_names``; informational, prediction never calls them).
+manifest (``compile_object_names``; informational, prediction never calls them). The manifest
+itself (``version_manifest``) is the record: checksums, shapes and the golden outputs every
+later load is compared against.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from skol_spark.errors import ModelFormatError
+from skol_spark.model.artifact import FORMAT_VERSION, framework_versions, golden_inputs, sha256
 from skol_spark.store.manifest_schema import FEATURE_KINDS
 
 
@@ -65,3 +69,43 @@ def compile_object_names(architecture: str) -> list[str]:
     for key in ("loss", "metrics", "weighted_metrics"):
         collect(config.get(key))
     return sorted(set(names))
+
+
+def version_manifest(model, name: str, labels: list[str], shape: tuple[int, int, int], architecture: str,
+                     weights: bytes, *, feature_kind: str, notes: str, golden_seed: int,
+                     compile_objects: Sequence[str] | None, source: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The manifest of a checked model, less what the write adds (version, chunk counts, extras).
+
+    ``shape`` is ``check_publishable``'s ``(window, stride, features)``. The golden outputs are the
+    model's own predictions on seeded inputs, computed in float32 even on a GPU that would use TF32
+    (docs/gpu.md), so that any later load on any device can be compared with them.
+    """
+    from skol_spark.model.builder import as_declared_input
+    from skol_spark.model.device import exact_float32
+
+    window, step, features = shape
+    exact_float32()
+    probe = golden_inputs(golden_seed, window, features)
+    outputs = model(as_declared_input(model, probe), training=False)
+    outputs = outputs.numpy() if hasattr(outputs, "numpy") else outputs
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "labels": labels,
+        "window_size": window,
+        "stride": step,
+        "feature_size": features,
+        "feature_kind": feature_kind,
+        "variable_length": model.inputs[0].shape[1] is None,
+        "notes": notes,
+        "compile_objects": sorted(compile_objects) if compile_objects is not None
+        else compile_object_names(architecture),
+        "architecture": {"sha256": sha256(architecture), "bytes": len(architecture.encode())},
+        "weights": {"sha256": sha256(weights), "bytes": len(weights), "arrays": len(model.get_weights()),
+                    "parameters": int(model.count_params())},
+        "golden": {"seed": golden_seed, "outputs": [[[round(float(v), 8) for v in row] for row in w]
+                                                    for w in outputs]},
+        "framework": framework_versions(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": dict(source or {"kind": "publish"}),
+    }
