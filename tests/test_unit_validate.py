@@ -84,6 +84,27 @@ def test_scan_counts_every_problem_once_with_an_example(spark):
     assert report.split_documents == (0, None) and report.scattered_documents == -1  # not asked for
 
 
+def test_a_keys_only_scan_counts_the_key_rules_and_never_reads_the_features(spark):
+    """``features=False`` (refused bad input: the scoring tasks check the features): the same key counts as
+    the full scan, and a feature column that fails whenever it is evaluated does not fail the scan."""
+    from pyspark.sql import functions as F
+
+    nan = float("nan")
+    rows = [("a", 0, [0.1, 0.2]), ("a", 1, [0.3]), ("a", 1, [nan, 0.4]), (None, 0, None), ("b", None, [0.0, 0.0])]
+    full = scan_input(frame(spark, rows), **KEYS, kind="array", feature_size=2)
+    poisoned = frame(spark, rows).withColumn(
+        "f", F.when(F.col("line") >= -1, F.raise_error(F.lit("the features were read"))).otherwise(F.col("f")))
+    with pytest.raises(Exception, match="the features were read"):
+        poisoned.select(F.size("f")).collect()  # the poisoned column does fail wherever it is evaluated
+    keys = scan_input(poisoned, **KEYS, kind="array", feature_size=2, features=False)
+    assert not keys.features_checked and full.features_checked
+    assert keys.bad == {flag: full.bad[flag] for flag in ("null_key", "duplicate")}
+    assert keys.bad["duplicate"][0] == 1 and keys.bad["null_key"][0] == 2
+    assert (keys.lines, keys.documents) == (full.lines, full.documents) == (5, 3)
+    assert full.bad["bad_size"][0] and full.bad["nonfinite"][0]  # what the scoring tasks check instead
+    assert "keys" in keys.scan and full.scan == "spark"
+
+
 def test_scan_of_good_input_in_document_order(spark):
     rows = [(d, i, [float(i), 1.0]) for d in ("a", "b", "c") for i in range(3)]
     report = scan_input(frame(spark, rows), **KEYS, kind="array", feature_size=2, check_clustered=True,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from skol_spark.job.config import JobConfig
 from skol_spark.errors import InputContractError
+from skol_spark.scoring import rules
 
 
 def quarantine(spark, df, report, config: JobConfig, bad_docs, recorder):
@@ -57,3 +58,20 @@ def features_as_text(df, features: str):
     if isinstance(df.schema[features].dataType, VectorUDT):
         return F.to_json(stored_vector(F.col(features)))
     return F.col(features).cast("string")
+
+
+def bad_documents(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int):
+    """Documents with any offending line, with a reason (the first flag of ``FLAGS`` it breaks, by name):
+    DataFrame(_doc, reason). Vectors are read through their stored fields: this runs only when the scan found
+    bad lines, and a vector the JVM cannot deserialize must be quarantined, not fail the job."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    from skol_spark.job.validate import line_flags
+
+    flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
+                       feature_size=feature_size, raw_vectors=True)
+    dup = F.count(F.lit(1)).over(Window.partitionBy("_doc", "_line")) > 1
+    reason = F.coalesce(*[F.when(dup if name == "duplicate" else F.col(name), F.lit(name)) for name in rules.FLAGS])
+    return (flags.withColumn("reason", reason).where(F.col("reason").isNotNull())
+            .groupBy("_doc").agg(F.min("reason").alias("reason")))

@@ -27,7 +27,7 @@ from skol_spark.job.locations import check_locations
 from skol_spark.job.services import services_for
 from skol_spark.job.sink import OutputLock, recover
 from skol_spark.job.smoke import SmokeTest, checked_predictor
-from skol_spark.job.validate import bad_documents, check_schema, refuse_bad_input, refuse_split_documents, scan_input
+from skol_spark.job.validate import check_schema, refuse_bad_input, refuse_split_documents, scan_input
 from skol_spark.model.vetting import check_keras_floor
 
 log = logging.getLogger(__name__)
@@ -155,8 +155,9 @@ def _validate(spark, df, kind: str, plan: RunPlan, smoke: SmokeTest, recorder):
                         check_order=check_order, features=config.scoring.bad_input == "quarantine")
     recorder.input(report)
     refuse_split_documents(report, doc_col=config.input.doc_id_col)
-    if not report.ok:
-        df = handle_bad_input(spark, df, report, config, kind, plan.artifact, recorder)
+    if not report.ok:  # refused: with every rule's count, features included
+        full = report if report.features_checked else _full_scan(df, kind, plan, recorder)
+        df = handle_bad_input(spark, df, full, config, kind, plan.artifact, recorder)
     if config.output.mode == "incremental" and report.lines == 0:
         out = config.output
         raise NothingToDo(f"incremental: every document in the input is already scored by model "
@@ -165,7 +166,7 @@ def _validate(spark, df, kind: str, plan: RunPlan, smoke: SmokeTest, recorder):
 
 
 def _full_scan(df, kind: str, plan: RunPlan, recorder):
-    """The scan with every rule, after a scoring task refused a feature the keys-only scan did not read."""
+    """The scan with every rule, where the keys-only scan found bad keys or a scoring task refused a feature."""
     report = scan_input(df, kind=kind, feature_size=plan.artifact.feature_size, **plan.keys)
     recorder.input(report)
     return report
@@ -176,7 +177,7 @@ def handle_bad_input(spark, df, report, config: JobConfig, kind: str, artifact, 
                 features_col=config.input.features_col)
     if config.scoring.bad_input == "refuse":
         refuse_bad_input(report, feature_size=artifact.feature_size, **keys)
-    from skol_spark.job.quarantine import quarantine
+    from skol_spark.job.quarantine import bad_documents, quarantine
 
     return quarantine(spark, df, report, config, bad_documents(df, kind=kind, feature_size=artifact.feature_size,
                                                                   **keys), recorder)

@@ -5,12 +5,10 @@ rules of ``scoring.rules``: null or NaN keys, null/NaN/inf features or values
 beyond float32, wrong feature size, bad sparse indices, duplicate keys) run
 as ONE aggregation job over keys and flags only (features are never
 shuffled), which also yields the line and document totals used for sizing
-and progress. Where bad input is refused (not quarantined) the scan checks
-the keys only: the scoring tasks check every feature anyway (the worker's
-guard is the reference form of each rule), so reading and checking the
-features twice bought only an earlier error; when a task refuses a feature,
-the driver runs the full scan to list every problem, and nothing is
-published either way (``job.run``). A scan that Spark itself cannot run (an unreadable file, a
+and progress. Where bad input is refused, not quarantined, it reads the
+keys only: the scoring tasks check every feature anyway, and when one
+refuses a feature the driver runs the full scan to list every problem
+(``job.run``); nothing is published either way. A scan that Spark itself cannot run (an unreadable file, a
 vector the JVM refuses to deserialize) ends in one clear error, not a trace.
 """
 
@@ -302,18 +300,3 @@ def refuse_bad_input(report: InputReport, *, doc_col: str, line_col: str, featur
         f"input refused, nothing was written ({report.lines} lines in {report.documents} documents):\n  - "
         + "\n  - ".join(problems)
         + "\nOr set scoring.bad_input: quarantine to set the offending documents aside and score the rest")
-
-
-def bad_documents(df, *, doc_col: str, line_col: str, features_col: str, kind: str, feature_size: int):
-    """Documents with any offending line, with a reason (the first flag of ``FLAGS`` it breaks, by name):
-    DataFrame(_doc, reason). Vectors are read through their stored fields: this runs only when the scan found
-    bad lines, and a vector the JVM cannot deserialize must be quarantined, not fail the job."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
-
-    flags = line_flags(df, doc_col=doc_col, line_col=line_col, features_col=features_col, kind=kind,
-                       feature_size=feature_size, raw_vectors=True)
-    dup = F.count(F.lit(1)).over(Window.partitionBy("_doc", "_line")) > 1
-    reason = F.coalesce(*[F.when(dup if name == "duplicate" else F.col(name), F.lit(name)) for name in FLAGS])
-    return (flags.withColumn("reason", reason).where(F.col("reason").isNotNull())
-            .groupBy("_doc").agg(F.min("reason").alias("reason")))

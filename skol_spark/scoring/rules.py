@@ -4,7 +4,7 @@ The worker's guard (``features.decode_features`` and ``partition.check_batch``)
 checks decoded Arrow/numpy batches and is the reference. The driver's
 validation scan (``job.validate.line_flags``) states the same rules as Spark
 SQL columns, so that it can count the offending lines in one job before
-anything is written, and ``bad_documents`` can quarantine them. Both forms
+anything is written, and ``job.quarantine.bad_documents`` can set them aside. Both forms
 are tested on the same cases (``tests/test_faults_data.py``,
 ``test_line_rules_agree_between_worker_and_scan``).
 
