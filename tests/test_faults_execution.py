@@ -274,7 +274,7 @@ def test_E4_executor_jvm_killed_job_succeeds_without_duplicates(tmp_path, redis_
                scoring={"partitions": 2})
     # attempt 0 of every scoring task hangs long enough to kill an executor while it runs one
     proc = run_cli_subprocess(predict_args(conf), background=True,
-                              env={"SKOL_FAULT": "hang:attempt=0:seconds=45"})
+                              env={"SKOL_FAULT": "hang:attempt=0:seconds=25"})
     try:
         deadline = time.monotonic() + 420
         killed = None

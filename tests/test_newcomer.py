@@ -43,6 +43,8 @@ def test_the_demo_publishes_into_the_store_conf_local_yaml_reads(monkeypatch):
     store_url = f"redis://{demo_store.DEFAULT_HOST}:{demo_store.DEFAULT_PORT}/0"
     assert redis_settings(config).url == store_url
     assert defaults.kind == "text"  # the default demo is the one conf/local.yaml scores
+    old_flag = add_demo_arguments(argparse.ArgumentParser()).parse_args(["--text"])
+    assert vars(old_flag) == vars(defaults)  # --text, the text demo's old name, still runs exactly the default
     assert (config.model.name, config.model.version) == (demo_text.MODEL, "production")
     assert Path(config.input.path) == Path(defaults.workdir) / demo_text.CORPUS
     assert config.input.document_text_col == demo_text.TEXT_COL

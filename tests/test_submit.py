@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pytest
 
 from tests.helpers import (WINDOW, assert_matches_reference, make_documents, read_output, reference_scores,
@@ -130,6 +131,10 @@ def test_demo_then_the_readme_next_commands_work_as_written(tmp_path, redis_serv
                                                                                          "Description", "Misc"}
     assert Path(manifest["report"]["html"]).is_file() and "lines written" in said
     assert "annotated documents" in said and "[@ " in said and "#Nomenclature*]" in said  # the first blocks
+    annotated = ds.dataset(str(tmp_path / "demo-output" / "annotated"), format="parquet",
+                           partitioning="hive").to_table()
+    first_block = annotated.column("annotated")[0].as_py().split("\n[@ ")[0]
+    assert annotated.num_rows == 60 and first_block.startswith("[@ ") and first_block in said  # as printed
     assert "Next: .venv/bin/skol-spark predict --conf conf/local.yaml" in done.stderr
 
     commands = readme_commands_after_the_demo()
