@@ -313,7 +313,11 @@ RULE_CASES = {
         ("repeated", {"indices": [4, 1, 4], "values": [1.0, 2.0, 3.0], "size": FEATURES}, "repeated_index"),
         ("lengths", {"indices": [0, 1], "values": [1.0], "size": FEATURES}, "sparse_lengths"),
         ("declared-size", {"indices": [0], "values": [1.0], "size": FEATURES + 1}, "bad_size"),
-        ("beyond-float32", {"indices": [2], "values": [BIG], "size": FEATURES}, "nonfinite")]),
+        ("beyond-float32", {"indices": [2], "values": [BIG], "size": FEATURES}, "nonfinite"),
+        # a null list is no feature vector (not an empty one: that would score as a line of zeros)
+        ("null-lists", {"indices": None, "values": None, "size": FEATURES}, "null_features"),
+        ("null-values", {"indices": [], "values": None, "size": FEATURES}, "null_features"),
+        ("null-indices", {"indices": None, "values": [], "size": FEATURES}, "null_features")]),
     "vector": (VECTOR, [
         ("dense-ok", dense(OK_ROW), None), ("dense-short", dense(OK_ROW[1:]), "bad_size"),
         ("dense-beyond-float32", dense([BIG] + OK_ROW[1:]), "nonfinite"),

@@ -154,3 +154,21 @@ def test_good_reports_are_not_refused():
     ok = InputReport(lines=3, documents=1, bad={"duplicate": (0, None)}, split_documents=(0, None))
     refuse_bad_input(ok, feature_size=6, **KEYS)
     refuse_split_documents(ok, doc_col="doc")
+
+
+@pytest.mark.parametrize(("output", "scoring", "up_front"), [
+    ({"path": "out"}, {}, False),                                        # staged: the tasks check the features
+    ({"path": "out"}, {"bad_input": "quarantine", "quarantine_path": "q"}, True),  # must know bad documents first
+    ({"table": "db.scored", "mode": "overwrite"}, {}, True),             # an overwrite may drop the old table first
+    ({"table": "db.scored", "mode": "append"}, {}, True),
+    ({"path": "out", "mode": "overwrite", "partition_by": ["ingest_date"],
+      "dynamic_partition_overwrite": True}, {}, True),                   # written in place, not staged
+])
+def test_features_are_checked_before_scoring_unless_a_staged_path_sink_takes_the_refusal(output, scoring,
+                                                                                         up_front):
+    from skol_spark.job.config import config_from_dict
+    from skol_spark.job.run import features_checked_before_scoring
+
+    config = config_from_dict({"model": {"name": "m"}, "input": {"path": "in"}, "output": output,
+                               "scoring": scoring})
+    assert features_checked_before_scoring(config) is up_front

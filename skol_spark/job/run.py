@@ -149,10 +149,9 @@ def _validate(spark, df, kind: str, plan: RunPlan, smoke: SmokeTest, recorder):
     # the input's read order reaches the scoring task only as read: not through the incremental anti-join
     check_order = config.scoring.sort == "auto" and config.output.mode != "incremental" and \
         reads_input_partitions(config, before)
-    # refused (not quarantined) bad input needs no feature check here: the scoring tasks make it
     report = scan_input(df, kind=kind, feature_size=plan.artifact.feature_size, **plan.keys,
                         before_run=smoke.start, check_clustered=trusts_clustering(config, before),
-                        check_order=check_order, features=config.scoring.bad_input == "quarantine")
+                        check_order=check_order, features=features_checked_before_scoring(config))
     recorder.input(report)
     refuse_split_documents(report, doc_col=config.input.doc_id_col)
     if not report.ok:  # refused: with every rule's count, features included
@@ -163,6 +162,16 @@ def _validate(spark, df, kind: str, plan: RunPlan, smoke: SmokeTest, recorder):
         raise NothingToDo(f"incremental: every document in the input is already scored by model "
                           f"{plan.artifact.name!r} v{plan.artifact.version} in {out.path or out.table}; nothing to do")
     return df, report
+
+
+def features_checked_before_scoring(config: JobConfig) -> bool:
+    """Whether the validation scan checks the features too, or only the keys (the scoring tasks then check
+    the features, and a refusal fails the job before anything is published). Only a staged path sink
+    guarantees that: quarantine must know its documents before scoring, and a table overwrite may drop the
+    old table before its write job runs."""
+    out = config.output
+    staged = bool(out.path) and not out.table and not out.dynamic_partition_overwrite
+    return config.scoring.bad_input == "quarantine" or not staged
 
 
 def _full_scan(df, kind: str, plan: RunPlan, recorder):

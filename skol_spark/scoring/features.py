@@ -195,7 +195,13 @@ def _decode_sparse_struct(column: pa.StructArray, size: int) -> SparseFeatures:
     if "size" in {column.type.field(i).name for i in range(column.type.num_fields)}:
         # a null size means "the model's size" (as the driver-side validation reads it)
         _check_declared_sizes(column.field("size").fill_null(size).to_numpy(zero_copy_only=False), size)
-    return _csr(column.field("indices"), column.field("values"), size)
+    indices, values = column.field("indices"), column.field("values")
+    # a null list would read as an empty one: a line of zeros, where the scan sees no feature vector at all
+    missing = np.flatnonzero(np.asarray(indices.is_null().to_numpy(zero_copy_only=False))
+                             | np.asarray(values.is_null().to_numpy(zero_copy_only=False)))
+    if missing.size:
+        raise _refuse("null_features", missing, size, "null indices or values in a sparse struct")
+    return _csr(indices, values, size)
 
 
 def _decode_vector(column: pa.StructArray, size: int) -> FeatureSource:
