@@ -18,7 +18,8 @@ import time
 from skol_spark.errors import JobFailedError, OutputLockedError
 from skol_spark.job.hadoop_fs import HadoopFS, first_line
 
-SETTLE_SECONDS = 3.0  # how long a removed staging directory must stay gone after an interrupt
+SETTLE_SECONDS = 8.0  # how long a removed staging directory must stay gone: a cancelled Python task is killed
+# after Spark's poll and spark.python.task.killTimeout, and only then aborts its writer
 JOBS_STOP_SECONDS = 30  # how long an interrupted run waits for its cancelled Spark jobs before cleaning up
 
 log = logging.getLogger(__name__)

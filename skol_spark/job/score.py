@@ -16,7 +16,7 @@ from skol_spark.job.failures import spark_failure
 from skol_spark.job.inputs import with_true_label
 from skol_spark.job.plan import reads_input_partitions
 from skol_spark.job.services import BUILT_COLUMN
-from skol_spark.job.sink import OutputPaths, discard_staging, publish, write_dynamic_overwrite, write_staged, write_table
+from skol_spark.job.sink import OutputPaths, publish, write_dynamic_overwrite, write_staged, write_table
 from skol_spark.scoring.partition import ScoringPlan, make_partition_scorer
 
 
@@ -100,7 +100,7 @@ def score_and_publish(spark, df, plan: ScoringPlan, handle, builds, config: JobC
                 annotations = annotated.stage(spark, config, paths, scored.schema, plan)  # docs/text.md
         except Exception as e:
             if fs and not out.dynamic_partition_overwrite:
-                discard_staging(fs, paths)  # a failed run leaves nothing behind, not even hidden staging
+                fs.delete(paths.staging)  # a failed run leaves nothing behind (the lock's release checks again)
             if timeout.fired.is_set():
                 raise JobTimeoutError(f"the job ran longer than job.timeout_seconds="
                                       f"{config.job.timeout_seconds:g} and was cancelled; nothing was "
