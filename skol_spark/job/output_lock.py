@@ -164,31 +164,29 @@ def discard_staging(fs: HadoopFS, paths) -> None:
         if not fs.exists(paths.staging):
             return
         spark = getattr(fs, "spark", None)  # a LocalFS (Spark Connect) has none: interrupts are synchronous there
-        fs_remove = fs.remove
-        if spark is not None:
-            tracker = spark.sparkContext.statusTracker()
-            deadline = time.monotonic() + JOBS_STOP_SECONDS
-            while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            fs_remove = _removed_until_quiet(fs, deadline + SETTLE_SECONDS)
-        fs_remove(paths.staging)
+        if spark is None:
+            fs.remove(paths.staging)
+            return
+        tracker = spark.sparkContext.statusTracker()
+        deadline = time.monotonic() + JOBS_STOP_SECONDS
+        while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _remove_until_quiet(fs, paths.staging, deadline + SETTLE_SECONDS)
     except Exception as e:
         log.warning("could not remove the staging directory %s: %s (the next run removes it)", paths.staging,
                     first_line(e))
 
 
-def _removed_until_quiet(fs: HadoopFS, deadline: float):
-    """A remover that deletes a directory again for as long as it reappears within ``SETTLE_SECONDS``.
+def _remove_until_quiet(fs: HadoopFS, path: str, deadline: float) -> None:
+    """Remove ``path``, and again whenever it reappears, until it stays gone ``SETTLE_SECONDS`` (or ``deadline``).
 
     A cancelled job leaves the active list before its killed tasks have
     closed their files, and closing a file on a local filesystem writes its
     checksum beside it, recreating the directory just removed."""
-    def remove(path: str) -> None:
-        quiet_since = time.monotonic()
-        fs.remove(path)
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < SETTLE_SECONDS:
-            time.sleep(0.25)
-            if fs.exists(path):
-                fs.remove(path)
-                quiet_since = time.monotonic()
-    return remove
+    fs.remove(path)
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < SETTLE_SECONDS:
+        time.sleep(0.25)
+        if fs.exists(path):
+            fs.remove(path)
+            quiet_since = time.monotonic()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from skol_spark.scoring import rules
 from skol_spark.scoring.rules import nonfinite_rows  # noqa: F401  (re-exported: callers import it from here)
@@ -196,10 +197,8 @@ def _decode_sparse_struct(column: pa.StructArray, size: int) -> SparseFeatures:
         # a null size means "the model's size" (as the driver-side validation reads it)
         _check_declared_sizes(column.field("size").fill_null(size).to_numpy(zero_copy_only=False), size)
     indices, values = column.field("indices"), column.field("values")
-    # a null list would read as an empty one: a line of zeros, where the scan sees no feature vector at all
-    missing = np.flatnonzero(np.asarray(indices.is_null().to_numpy(zero_copy_only=False))
-                             | np.asarray(values.is_null().to_numpy(zero_copy_only=False)))
-    if missing.size:
+    if indices.null_count or values.null_count:  # a null list reads as an empty one: a line of zeros
+        missing = np.flatnonzero(pc.or_(indices.is_null(), values.is_null()).to_numpy(zero_copy_only=False))
         raise _refuse("null_features", missing, size, "null indices or values in a sparse struct")
     return _csr(indices, values, size)
 
