@@ -314,7 +314,7 @@ def test_signal_mid_run_is_recorded_and_cleaned_up(tmp_path, redis_server, prefi
     (manifest,) = run_manifests(out)
     assert manifest["status"] == "interrupted" and manifest["exit_code"] == proc.returncode
     assert manifest["finished_at"] and manifest["published"] is False
-    assert leftovers(tmp_path) == [], "lock and staging are removed"
+    assert leftovers(tmp_path) == [], f"lock and staging are removed: {err[-3000:]}"
     assert_no_output(out)
     assert not list(temp.glob("skol-spark-worker-*"))
 

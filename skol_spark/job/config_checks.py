@@ -33,7 +33,8 @@ def validate(config: JobConfig) -> None:
     _one_of("job.jvm_class_archive", config.job.jvm_class_archive, ("auto", "never"))
     _one_of("output.rescore", o.rescore, RESCORE_POLICIES)
     for where, v in (("scoring.window_size", s.window_size), ("scoring.stride", s.stride),
-                     ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions)):
+                     ("scoring.tf_threads", s.tf_threads), ("scoring.partitions", s.partitions),
+                     ("scoring.predict_streams", s.predict_streams)):
         if v < 0:
             raise ConfigError(f"{where}: must be >= 0 (0 means automatic), got {v}")
     if s.batch_size < 1 or s.arrow_batch_size < 1:

@@ -55,6 +55,7 @@ class ScoringConfig:
     stride: int = 0
     batch_size: int = 512
     tf_threads: int = 0
+    predict_streams: int = 0
     arrow_batch_size: int = 10000
     partitions: int = 0
     warm_up: str = "auto"

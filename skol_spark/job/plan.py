@@ -49,7 +49,8 @@ def make_plan(spark, config: JobConfig, artifact, run_id: str) -> RunPlan:
     window, stride = resolve_window(config, artifact)
     build = BuildSpec(custom_modules=config.model.custom_layer_modules,
                       allow_unsafe=config.model.allow_unsafe_deserialization,
-                      line_projection=config.scoring.predictor == "auto", tf_threads=env.tf_threads())
+                      line_projection=config.scoring.predictor == "auto", tf_threads=env.tf_threads(),
+                      streams=config.scoring.predict_streams)
     out = config.output
     return RunPlan(config=config, artifact=artifact, run_id=run_id, env=env, window=window, stride=stride,
                    build=build, paths=OutputPaths(out.path or out.table, run_id))

@@ -30,13 +30,16 @@ from skol_spark.model.vetting import check_architecture, check_keras_floor
 log = logging.getLogger(__name__)
 
 
-def configure_tensorflow(threads: int):
+def configure_tensorflow(threads: int, *, streams: int = 1):
     """Pin TensorFlow's thread pools to the cores this task owns, before the first op; set up the device
     (``device.worker_device``: TF32 off, GPU memory growth). -> the ``device.WorkerDevice`` that scores.
 
     Two Python workers on two cores each running TF's default pools (one
     thread per core, twice over) oversubscribe the machine; pinning is the
-    single largest win for CPU scoring. Safe to call more than once.
+    single largest win for CPU scoring. ``streams``: predicts the task runs at
+    once (``scoring.predict_streams``); the cores are shared among them, and the
+    inter-op pool has a thread per core so that they do not queue. Safe to
+    call more than once.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -44,9 +47,10 @@ def configure_tensorflow(threads: int):
     from skol_spark.model.device import worker_device
 
     threads = max(1, int(threads))
+    streams = max(1, min(int(streams), threads))
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        tf.config.threading.set_intra_op_parallelism_threads(threads // streams)
+        tf.config.threading.set_inter_op_parallelism_threads(threads if streams > 1 else min(2, threads))
     except RuntimeError:
         pass  # the runtime is already initialised in this process; keep its settings
     return worker_device()

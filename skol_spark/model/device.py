@@ -94,6 +94,27 @@ def local_layout(cores: int, gpus: int, *, partitions: int = 0, tf_threads: int 
     return tasks, tf_threads or max(1, cores // tasks)
 
 
+def predict_streams(threads: int, configured: int = 0, *, gpu: bool) -> int:
+    """Predicts a scoring task runs at once, each on ``threads / streams`` TensorFlow threads.
+
+    On a CPU, auto (0) is one single-threaded predict per core: a recurrent
+    model's small per-step products scale poorly across threads, and while one
+    predict waits on Python (decoding, windowing, Arrow) another computes. On a
+    GPU one predict drives the device. A set value wins, up to ``threads``.
+    """
+    threads = max(1, threads)
+    if configured:
+        return max(1, min(configured, threads))
+    return 1 if gpu else threads
+
+
+def tensorflow_sees_gpu() -> bool:
+    """Whether this process's TensorFlow lists a GPU (before its runtime starts: thread pools can still be set)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def predict_batch_size(configured: int, *, gpu: bool) -> int:
     """Windows per predict call: a GPU worker raises the default (512) to ``GPU_BATCH_SIZE``; a value the
     user set is kept. Batch size changes no output: each window is predicted on its own."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import itertools
 import logging
 import os
 from typing import Callable, Iterator
@@ -28,6 +30,7 @@ import pyarrow.compute as pc
 from skol_spark.errors import ExecutorError, InputContractError, JobFailedError, SkolError
 from skol_spark.scoring.documents import document_lengths, in_line_order, iter_complete_documents
 from skol_spark.scoring.features import concat_sources, decode_features, nonfinite_rows
+from skol_spark.scoring.pipeline import ordered_map
 from skol_spark.scoring.rules import describe, null_like
 from skol_spark.scoring.specs import BuildSpec, ScoringPlan
 from skol_spark.scoring.windowing import score_lines
@@ -46,14 +49,15 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         with errors_for_the_driver():
             inject_test_fault()
-            predict, task_plan, built = None, plan, False
-            for table in iter_complete_documents(batches, plan.doc_col, check_runs=plan.presorted):
-                if predict is None:
-                    model, built = worker_model(plan.build, artifact_handle.value)
-                    task_plan = dataclasses.replace(plan, batch_size=model.batch_size(plan.batch_size))
-                    record_task(builds, model, built, batch_size=task_plan.batch_size)
-                    predict = model.predict
-                scored = score_table(table, task_plan, predict)
+            tables = iter_complete_documents(batches, plan.doc_col, check_runs=plan.presorted)
+            first = next(tables, None)
+            if first is None:  # an empty partition builds nothing
+                return
+            model, built = worker_model(plan.build, artifact_handle.value)
+            task_plan = dataclasses.replace(plan, batch_size=model.batch_size(plan.batch_size))
+            record_task(builds, model, built, batch_size=task_plan.batch_size)
+            score = functools.partial(score_table, plan=task_plan, predict=model.predict)
+            for scored in ordered_map(score, itertools.chain([first], tables), workers=model.streams):
                 if plan.flag_builds:  # Spark Connect: no accumulators, builds counted from this column
                     flags = np.zeros(scored.num_rows, dtype=np.int32)
                     flags[:1] = int(built)
@@ -110,11 +114,16 @@ def predictor_builder(spec: BuildSpec, artifact) -> Callable:
     def build() -> WorkerModel:
         from skol_spark.model.builder import build_predictor, configure_tensorflow, scoring_facts
 
-        device = configure_tensorflow(spec.tf_threads or task_cpus())
+        from skol_spark.model.device import predict_streams, tensorflow_sees_gpu
+
+        threads = spec.tf_threads or task_cpus()
+        streams = predict_streams(threads, spec.streams, gpu=tensorflow_sees_gpu())
+        device = configure_tensorflow(threads, streams=streams)
         predict = build_predictor(artifact, custom_modules=spec.custom_modules, allow_unsafe=spec.allow_unsafe,
                                   line_projection=spec.line_projection,
                                   where=f"executor {os.uname().nodename} pid {os.getpid()}")
-        return WorkerModel(predict, scoring_facts(artifact, predict, device), gpu=device.gpu)
+        facts = {**scoring_facts(artifact, predict, device), "predict_streams": streams}
+        return WorkerModel(predict, facts, gpu=device.gpu, streams=streams)
     return build
 
 

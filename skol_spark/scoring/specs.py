@@ -21,7 +21,8 @@ class BuildSpec:
     custom_modules: tuple[str, ...] = ()
     allow_unsafe: bool = False
     line_projection: bool = True  # scoring.predictor: auto
-    tf_threads: int = 0  # TensorFlow's intra-op pool; 0: the cores the task owns (spark.task.cpus)
+    tf_threads: int = 0  # TensorFlow's threads; 0: the cores the task owns (spark.task.cpus)
+    streams: int = 0  # predicts a task runs at once (scoring.predict_streams); 0: auto (device.predict_streams)
 
 
 @dataclass(frozen=True)

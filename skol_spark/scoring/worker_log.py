@@ -24,6 +24,7 @@ class WorkerModel:
     predict: Callable
     facts: dict
     gpu: bool = False
+    streams: int = 1  # predicts a task runs at once (``scoring.predict_streams``)
 
     def batch_size(self, configured: int) -> int:
         from skol_spark.model.device import predict_batch_size
