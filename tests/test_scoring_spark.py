@@ -109,23 +109,25 @@ def manifest_of(result):
 
 # ---- the output equals the reference ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "stride", "arrow_batch", "fresh", "projection"), [
-    ("array", 3, 3, True, "auto"),           # overlapping windows, documents split across many Arrow batches
-    ("array", WINDOW, 10000, False, "auto"),  # stride == window, one batch per partition
-    ("vector", 3, 5, False, "auto"),          # Spark ML vectors, sparse and dense rows mixed
-    ("vector_dense", WINDOW, 3, False, "auto"),
-    ("struct", WINDOW, 3, False, "auto"),     # struct{indices, values} sparse input
-    ("struct", 3, 5, True, "keras"),          # Keras' own call on dense windows
+@pytest.mark.parametrize(("kind", "stride", "arrow_batch", "fresh", "projection", "streams"), [
+    ("array", 3, 3, True, "auto", 1),           # overlapping windows, documents split across many Arrow batches
+    ("array", WINDOW, 10000, False, "auto", 1),  # stride == window, one batch per partition
+    ("vector", 3, 5, False, "auto", 1),          # Spark ML vectors, sparse and dense rows mixed
+    ("vector_dense", WINDOW, 3, False, "auto", 1),
+    ("struct", WINDOW, 3, False, "auto", 1),     # struct{indices, values} sparse input
+    ("struct", 3, 5, True, "keras", 1),          # Keras' own call on dense windows
+    ("struct", 3, 4, True, "auto", 2),           # one task, two predicts at once over its many Arrow batches
 ])
 def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kind, stride, arrow_batch, fresh,
-                                                 projection):
+                                                 projection, streams):
     docs = sparse_documents(LENGTHS, seed=len(kind) * 7 + stride)
     input_path = write_input(spark, tmp_path / "in", docs, kind)
     output = str(tmp_path / "out")
     model, version = publish_fresh_copy(published) if fresh else (published["model"], published[stride])
     config = job_config(published, input_path, output, f"model.version={version}",
                         f"scoring.arrow_batch_size={arrow_batch}", "input.label_col=gold",
-                        f"scoring.predictor={projection}")
+                        f"scoring.predictor={projection}",
+                        *(["scoring.partitions=1", f"scoring.tf_threads={streams}"] if streams > 1 else []))
     result = run_job(spark, config)
 
     assert result.status == "succeeded"
@@ -153,6 +155,8 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
     # built once per Python worker: local[2] runs at most 2 workers, over 4 partitions and many batches
     # (a model a worker already holds from an earlier run of this session is not built again)
     assert (1 if fresh else 0) <= manifest["scoring"]["model_builds"] <= 2
+    built = {w["predict_streams"] for w in manifest["scoring"]["workers"] if w.get("builds")}
+    assert not fresh or built == {streams}  # as the fresh model's builds (warm-up or scoring) chose
     assert manifest["output"]["rows_written"] == sum(LENGTHS)
     assert sum(manifest["output"]["label_counts"].values()) == sum(LENGTHS)
 
