@@ -199,3 +199,30 @@ def test_an_output_at_the_root_gets_single_slash_siblings():
     """``//.out...`` would be read by Hadoop as a host name: siblings of ``/out`` are ``/.out...``."""
     paths = OutputPaths("/out", "r")
     assert (paths.staging, paths.lock, paths.runs) == ("/.out.skol-staging-r", "/.out.skol-lock", "/out_runs")
+
+
+class InterruptedOnce(HadoopFS):
+    """The real local filesystem, with a signal landing at the first ``exists`` (as SIGTERM can, mid-cleanup)."""
+
+    def __init__(self, spark, path: str) -> None:
+        super().__init__(spark, path)
+        self.armed = self.interrupted = False
+
+    def exists(self, p: str) -> bool:
+        if self.armed and not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt("a signal during the release")
+        return super().exists(p)
+
+
+def test_a_signal_during_the_release_still_removes_the_lock_then_is_raised(spark, tmp_path):
+    output = str(tmp_path / "out")
+    paths = stage(tmp_path, "run-a")  # unpublished staging, as an interrupted run leaves it
+    fs = InterruptedOnce(spark, output)
+    lock = OutputLock(fs, paths)
+    lock.acquire()
+    fs.armed = True
+    with pytest.raises(KeyboardInterrupt, match="during the release"):
+        lock.release()
+    assert fs.interrupted and not os.path.exists(paths.lock), "the lock is removed before the signal is raised"
+    OutputLock(HadoopFS(spark, output), OutputPaths(output, "run-b")).acquire()  # the next run is not blocked

@@ -101,11 +101,24 @@ class OutputLock:
     def release(self) -> None:
         """Remove this run's unpublished staging, then the lock. Never raises: it runs after a publish (a
         failure here must not report published rows as failed, inviting a retry that writes them twice) and
-        after errors (which it must not hide). A lock left behind is broken by the next run (dead pid)."""
+        after errors (which it must not hide). A lock left behind is broken by the next run (dead pid).
+        A signal that lands in here is raised once both steps are done, so it cannot leave the lock behind."""
         if not self.held:
             return
         self.held = False
+        interrupt = None
+        for step in (self._discard_staging, self._remove_lock):
+            try:
+                step()
+            except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (cli.signals.Terminated)
+                interrupt = interrupt or e
+        if interrupt is not None:
+            raise interrupt
+
+    def _discard_staging(self) -> None:
         discard_staging(self.fs, self.paths)
+
+    def _remove_lock(self) -> None:
         try:
             self._remove(self.paths.lock)
         except Exception as e:
