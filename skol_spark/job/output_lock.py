@@ -99,10 +99,11 @@ class OutputLock:
         return {"unreadable": problem, "started": status.getModificationTime() / 1000.0}
 
     def release(self) -> None:
-        """Remove this run's unpublished staging, then the lock. Never raises: it runs after a publish (a
+        """Remove this run's unpublished staging, then the lock. Raises no error: it runs after a publish (a
         failure here must not report published rows as failed, inviting a retry that writes them twice) and
-        after errors (which it must not hide). A lock left behind is broken by the next run (dead pid).
-        A signal that lands in here is raised once both steps are done, so it cannot leave the lock behind."""
+        after errors (which it must not hide). A signal (KeyboardInterrupt) that lands in here is raised
+        again once both steps ran, so that it does not skip the lock's removal. A lock left behind is broken
+        by the next run (dead pid)."""
         if not self.held:
             return
         self.held = False
@@ -182,22 +183,12 @@ def discard_staging(fs: HadoopFS, paths) -> None:
             return
         tracker = spark.sparkContext.statusTracker()
         deadline = time.monotonic() + JOBS_STOP_SECONDS
-        while (list(tracker.getActiveJobsIds()) or running_tasks(tracker)) and time.monotonic() < deadline:
+        while list(tracker.getActiveJobsIds()) and time.monotonic() < deadline:
             time.sleep(0.2)
         _remove_until_quiet(fs, paths.staging, deadline + SETTLE_SECONDS)
     except Exception as e:
         log.warning("could not remove the staging directory %s: %s (the next run removes it)", paths.staging,
                     first_line(e))
-
-
-def running_tasks(tracker) -> int:
-    """Tasks still running in the stages of this session's jobs outside job groups (the scoring job's).
-
-    A cancelled job leaves the active list at once; its killed tasks run on
-    until their writers have aborted, and only their end says so."""
-    stages = {s for job in tracker.getJobIdsForGroup(None) for s in (getattr(tracker.getJobInfo(job), "stageIds",
-                                                                                   None) or ())}
-    return sum(getattr(tracker.getStageInfo(s), "numActiveTasks", 0) or 0 for s in stages)
 
 
 def _remove_until_quiet(fs: HadoopFS, path: str, deadline: float) -> None:

@@ -109,8 +109,8 @@ class Cluster:
 
 
 class LocalMaster(Cluster):
-    """One machine: tasks get the cores (TensorFlow predicts as fast multi-threaded in one worker as in
-    several single-threaded ones, but builds and holds the model once), and the output is a local directory."""
+    """One machine: tasks get the cores (one worker builds and holds the model once and runs a predict per
+    core, ``scoring.predict_streams``), and the output is a local directory."""
 
     kind = "local"
 

@@ -110,6 +110,7 @@ def predict_streams(threads: int, configured: int = 0, *, gpu: bool) -> int:
 
 def tensorflow_sees_gpu() -> bool:
     """Whether this process's TensorFlow lists a GPU (before its runtime starts: thread pools can still be set)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # set before the import, as configure_tensorflow does
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import logging
 import os
 from typing import Callable, Iterator
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skol_spark.errors import ExecutorError, InputContractError, JobFailedError, SkolError
+from skol_spark.model.device import predict_streams
 from skol_spark.scoring.documents import document_lengths, in_line_order, iter_complete_documents
 from skol_spark.scoring.features import concat_sources, decode_features, nonfinite_rows
 from skol_spark.scoring.pipeline import ordered_map
@@ -53,11 +53,13 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
             first = next(tables, None)
             if first is None:  # an empty partition builds nothing
                 return
+            tables, first = handed_over([first], tables), None  # not held while the rest streams by
             model, built = worker_model(plan.build, artifact_handle.value)
             task_plan = dataclasses.replace(plan, batch_size=model.batch_size(plan.batch_size))
-            record_task(builds, model, built, batch_size=task_plan.batch_size)
+            streams = predict_streams(plan.build.tf_threads or task_cpus(), plan.build.streams, gpu=model.gpu)
+            record_task(builds, model, built, batch_size=task_plan.batch_size, streams=streams)
             score = functools.partial(score_table, plan=task_plan, predict=model.predict)
-            for scored in ordered_map(score, itertools.chain([first], tables), workers=model.streams):
+            for scored in ordered_map(score, tables, workers=streams):
                 if plan.flag_builds:  # Spark Connect: no accumulators, builds counted from this column
                     flags = np.zeros(scored.num_rows, dtype=np.int32)
                     flags[:1] = int(built)
@@ -65,6 +67,12 @@ def make_partition_scorer(plan: ScoringPlan, artifact_handle, builds=None) -> Ca
                 yield from scored.to_batches()
 
     return score_partition
+
+
+def handed_over(box: list, rest: Iterator) -> Iterator:
+    """``box``'s one item, then ``rest``: the box is emptied, so nothing else keeps the item alive."""
+    yield box.pop()
+    yield from rest
 
 
 @contextlib.contextmanager
@@ -114,16 +122,16 @@ def predictor_builder(spec: BuildSpec, artifact) -> Callable:
     def build() -> WorkerModel:
         from skol_spark.model.builder import build_predictor, configure_tensorflow, scoring_facts
 
-        from skol_spark.model.device import predict_streams, tensorflow_sees_gpu
+        from skol_spark.model.device import tensorflow_sees_gpu
 
         threads = spec.tf_threads or task_cpus()
-        streams = predict_streams(threads, spec.streams, gpu=tensorflow_sees_gpu())
-        device = configure_tensorflow(threads, streams=streams)
+        # TensorFlow's pools are set once per process, by its first build: later tasks keep them
+        device = configure_tensorflow(threads, streams=predict_streams(threads, spec.streams,
+                                                                       gpu=tensorflow_sees_gpu()))
         predict = build_predictor(artifact, custom_modules=spec.custom_modules, allow_unsafe=spec.allow_unsafe,
                                   line_projection=spec.line_projection,
                                   where=f"executor {os.uname().nodename} pid {os.getpid()}")
-        facts = {**scoring_facts(artifact, predict, device), "predict_streams": streams}
-        return WorkerModel(predict, facts, gpu=device.gpu, streams=streams)
+        return WorkerModel(predict, scoring_facts(artifact, predict, device), gpu=device.gpu)
     return build
 
 

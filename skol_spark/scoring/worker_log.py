@@ -24,7 +24,6 @@ class WorkerModel:
     predict: Callable
     facts: dict
     gpu: bool = False
-    streams: int = 1  # predicts a task runs at once (``scoring.predict_streams``)
 
     def batch_size(self, configured: int) -> int:
         from skol_spark.model.device import predict_batch_size
@@ -66,8 +65,11 @@ def workers(value: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r.get("job", ""), r.get("host", ""), r.get("device", "")))
 
 
-def record_task(builds, model: WorkerModel, built: bool, *, job: str = "scoring", batch_size: int = 0) -> None:
-    """Add one task's entry to ``builds`` (a ``worker_log`` accumulator; None: not recorded)."""
+def record_task(builds, model: WorkerModel, built: bool, *, job: str = "scoring", batch_size: int = 0,
+                streams: int = 0) -> None:
+    """Add one task's entry to ``builds`` (a ``worker_log`` accumulator; None: not recorded); a scoring task's
+    batch size and predict streams (``scoring.predict_streams``) with it."""
     if builds is not None:
-        facts = {**model.facts, "job": job, **({"batch_size": batch_size} if batch_size else {})}
+        facts = {**model.facts, "job": job, **({"batch_size": batch_size} if batch_size else {}),
+                 **({"predict_streams": streams} if streams else {})}
         builds.add(entry(facts, built))
