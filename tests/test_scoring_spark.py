@@ -160,33 +160,45 @@ def test_output_equals_keras_on_the_same_windows(spark, published, tmp_path, kin
     assert sum(manifest["output"]["label_counts"].values()) == sum(LENGTHS)
 
 
-def _executions(spark, *needles):
-    """(submitted, completed, plan) of the SQL executions whose physical plan names every needle.
+def _executions(spark, since_ms, *needles):
+    """(submitted, completed, plan) of the SQL executions submitted since ``since_ms`` (epoch ms) whose physical
+    plan names every needle.
 
     The status store is filled from the listener bus, asynchronously: drained first, one pass over the
-    store then answers, also when nothing matches. (Polling it until a match appeared cost ~3 minutes per
-    expected-absent check in CI, three py4j calls per execution of the shared session, 50 times.)"""
+    store then answers, also when nothing matches. The pass reads the newest executions first and stops at
+    the first one older than ``since_ms``: the shared session keeps up to 1000, and reading every one (three
+    py4j calls each) cost seconds per call late in the suite."""
     import time
 
     for _ in range(20):
         spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
-        executions = spark._jsparkSession.sharedState().statusStore().executionsList()
-        found = [(e.submissionTime(), e.completionTime(), e.physicalPlanDescription())
-                 for e in (executions.apply(i) for i in range(executions.length()))]
+        store = spark._jsparkSession.sharedState().statusStore()
+        found, end = [], store.executionsCount()
+        while end > 0:
+            start = max(0, end - 25)
+            chunk = store.executionsList(start, end - start)
+            recent = [e for e in (chunk.apply(i) for i in range(chunk.length())) if e.submissionTime() >= since_ms]
+            found += [(e.submissionTime(), e.completionTime(), e.physicalPlanDescription()) for e in recent]
+            end = start if len(recent) == end - start else 0
         found = [f for f in found if all(n in f[2] for n in needles)]
         if all(f[1].isDefined() for f in found):
-            return [(s, c.get().getTime(), p) for s, c, p in found]  # epoch ms
+            return sorted((s, c.get().getTime(), p) for s, c, p in found)  # epoch ms
         time.sleep(0.1)
     raise AssertionError(f"SQL executions matching {needles} did not complete")
 
 
-def _write_plans(spark, path_part):
-    """Physical plans of the file writes Spark ran into a path containing ``path_part`` (SQL status store)."""
-    return [plan for _, _, plan in _executions(spark, "InsertIntoHadoopFsRelationCommand", path_part)]
+@pytest.fixture
+def executions(spark):
+    """``executions(*needles)``: ``_executions`` of the SQL executions this test started."""
+    import time
+
+    since_ms = int(time.time() * 1000) - 1000  # a second of margin: the needles name this test's own paths
+    return lambda *needles: _executions(spark, since_ms, *needles)
 
 
 @pytest.mark.parametrize("partition_by", [(), ("model_version",)])
-def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, published, tmp_path, partition_by):
+def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, published, tmp_path, partition_by,
+                                                                       executions):
     """run_id names the run's directory; a partitionBy("run_id") would make Spark hold every scored row back
     in a sort until the last prediction. Layout and rows stay the same."""
     docs = sparse_documents(LENGTHS, seed=31)
@@ -195,7 +207,7 @@ def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, pu
     extra = [f"output.partition_by={partition_by[0]}"] if partition_by else []
     result = run_job(spark, job_config(published, input_path, output, *extra))
 
-    plans = _write_plans(spark, f"skol-staging-{result.run_id}")
+    plans = [plan for _, _, plan in executions("InsertIntoHadoopFsRelationCommand", f"skol-staging-{result.run_id}")]
     assert len(plans) == 1, plans
     sorts = re.findall(r"\(\d+\) Sort[^\n]*\nInput[^\n]*\nArguments: \[([^\]]*)\]", plans[0])
     assert sorts and not any("run_id" in keys for keys in sorts), plans[0]  # the scoring sort, no run_id sort
@@ -214,7 +226,7 @@ def test_scored_rows_are_written_as_they_come_without_a_sort_on_run_id(spark, pu
     assert_matches_reference(rows, reference_scores(published["model"], docs, stride=3))
 
 
-def test_the_input_is_validated_by_one_spark_scan_before_scoring(spark, published, tmp_path):
+def test_the_input_is_validated_by_one_spark_scan_before_scoring(spark, published, tmp_path, executions):
     """One rule, one place: the validation scan is one Spark aggregation over the input, finished before the
     scoring job's write started; no second read of the input ahead of scoring."""
     docs = sparse_documents(LENGTHS, seed=43)
@@ -224,11 +236,11 @@ def test_the_input_is_validated_by_one_spark_scan_before_scoring(spark, publishe
 
     manifest = manifest_of(result)
     assert (manifest["input"]["lines"], manifest["input"]["documents"]) == (sum(LENGTHS), len(docs))
-    scans = _executions(spark, "HashAggregate", str(tmp_path / "in"))
-    writes = _executions(spark, "InsertIntoHadoopFsRelationCommand", f"skol-staging-{result.run_id}")
+    scans = executions("HashAggregate", str(tmp_path / "in"))
+    writes = executions("InsertIntoHadoopFsRelationCommand", f"skol-staging-{result.run_id}")
     assert len(scans) == 1 and len(writes) == 1
     assert scans[0][1] <= writes[0][0]
-    assert not _executions(spark, "noop-table", str(tmp_path / "in"))
+    assert not executions("noop-table", str(tmp_path / "in"))
     assert_matches_reference(spark.read.parquet(output).collect(), reference_scores(published["model"], docs, stride=3))
 
 
@@ -243,7 +255,8 @@ def _label_counts_from_keras(model, docs):
 
 @pytest.mark.parametrize("partition_by,counted_by", [((), "arrow"), (("model_version",), "arrow"),
                                                      (("label",), "spark")])
-def test_local_parquet_output_is_counted_with_arrow(spark, published, tmp_path, partition_by, counted_by):
+def test_local_parquet_output_is_counted_with_arrow(spark, published, tmp_path, partition_by, counted_by,
+                                                    executions):
     """The manifest's read-back of a local Parquet output on a local master: the driver reads the label column
     with Arrow instead of planning a Spark aggregation after the last prediction. Where ``label`` is a
     partition directory, Spark counts. The counts equal Keras' own labels either way."""
@@ -257,7 +270,7 @@ def test_local_parquet_output_is_counted_with_arrow(spark, published, tmp_path, 
     assert out["counted_by"] == counted_by
     assert out["label_counts"] == _label_counts_from_keras(published["model"], docs)
     assert out["rows_written"] == result.rows_written == sum(LENGTHS)
-    read_backs = _executions(spark, "HashAggregate", f"run_id={result.run_id}")
+    read_backs = executions("HashAggregate", f"run_id={result.run_id}")
     assert len(read_backs) == (0 if counted_by == "arrow" else 1)
     assert_matches_reference(spark.read.parquet(output).collect(), reference_scores(published["model"], docs, stride=3))
 
