@@ -150,14 +150,16 @@ def test_E5_driver_killed_mid_write_rerun_gives_one_copy(spark, tmp_path, redis_
 
 
 def test_E7_hung_task_hits_the_job_timeout(spark, tmp_path, redis_server, prefix, data):
-    conf = job(tmp_path, redis_server, prefix, data, job={"timeout_seconds": 10, "progress": False})
+    # no warm-up: its wait is bounded by the same timeout, and this row is about the scoring job's
+    conf = job(tmp_path, redis_server, prefix, data, job={"timeout_seconds": 5, "progress": False},
+               scoring={"warm_up": "never"})
     with worker_fault(spark, "hang:partition=0:seconds=90"):
         started = time.monotonic()
         result = run_cli(predict_args(conf))
         elapsed = time.monotonic() - started
 
     assert result.code == errors.JobTimeoutError.exit_code, result.err[-2000:]
-    assert "longer than job.timeout_seconds=10" in result.error_line
+    assert "longer than job.timeout_seconds=5" in result.error_line
     assert elapsed < 80, f"{elapsed:.0f}s"
     assert_no_output(tmp_path / "out")
 
@@ -272,9 +274,10 @@ def test_E4_executor_jvm_killed_job_succeeds_without_duplicates(tmp_path, redis_
 
     conf = job(tmp_path, redis_server, prefix, data, job={"master": "local-cluster[2,1,1024]", "progress": False},
                scoring={"partitions": 2})
-    # attempt 0 of every scoring task hangs long enough to kill an executor while it runs one
+    # attempt 0 of every scoring task hangs long enough to kill an executor while it runs one (the kill comes
+    # 3-4 s after the write stage began)
     proc = run_cli_subprocess(predict_args(conf), background=True,
-                              env={"SKOL_FAULT": "hang:attempt=0:seconds=25"})
+                              env={"SKOL_FAULT": "hang:attempt=0:seconds=12"})
     try:
         deadline = time.monotonic() + 420
         killed = None
@@ -327,12 +330,13 @@ def test_warm_up_builds_the_model_once_in_the_worker_that_then_scores(tmp_path, 
     assert table.num_rows == data[1] and close(by_key(table), by_key(runs["never"][1]))
 
 
-def test_a_failed_warm_up_fails_the_run_before_scoring_after_the_driver_checked_the_model(tmp_path, redis_server,
-                                                                                        prefix, data):
+def test_a_failed_warm_up_fails_the_run_before_scoring_after_the_driver_checked_the_model(spark, tmp_path,
+                                                                                        redis_server, prefix, data):
     """The warm-up is the run's smoke test: when it fails for a reason that is not the model's (the driver's own
-    check passes), its error stands and nothing is written."""
-    conf = job(tmp_path, redis_server, prefix, data, job={"master": "local[2]", "progress": False})
-    result = run_cli_subprocess(predict_args(conf), env={"SKOL_FAULT": "fail:partition=warm-up"}, timeout=300)
+    check passes), its error stands and nothing is written. (In process: the shared local[2] session warms up
+    too; the warm-up's fresh CLI process is the test above.)"""
+    with worker_fault(spark, "fail:partition=warm-up"):
+        result = run_cli(predict_args(job(tmp_path, redis_server, prefix, data)))
 
     assert result.code == errors.JobFailedError.exit_code, result.err[-3000:]
     assert "injected failure (SKOL_FAULT) in partition warm-up" in result.error_line
@@ -340,16 +344,16 @@ def test_a_failed_warm_up_fails_the_run_before_scoring_after_the_driver_checked_
     assert_no_output(tmp_path / "out")
 
 
-@pytest.mark.slow
-def test_a_hung_warm_up_is_cancelled_at_the_timeout_and_scoring_builds_the_model_itself(tmp_path, redis_server,
+def test_a_hung_warm_up_is_cancelled_at_the_timeout_and_scoring_builds_the_model_itself(spark, tmp_path, redis_server,
                                                                                         prefix, data, clean):
-    conf = job(tmp_path, redis_server, prefix, data, job={"master": "local[2]", "progress": False,
-                                                          "timeout_seconds": 25})
-    result = run_cli_subprocess(predict_args(conf), env={"SKOL_FAULT": "hang:partition=warm-up:seconds=600"},
-                                timeout=300)
+    """In process, as the failed warm-up above. The timeout also bounds scoring, which starts a Python worker
+    (TensorFlow import, model build) after the warm-up is cancelled: 10 s leaves it twice what it needs here."""
+    conf = job(tmp_path, redis_server, prefix, data, job={"timeout_seconds": 10, "progress": False})
+    with worker_fault(spark, "hang:partition=warm-up:seconds=600"):
+        result = run_cli(predict_args(conf))
 
     assert result.code == 0, result.err[-3000:]
-    assert "warm-up job did not finish within job.timeout_seconds=25" in result.err
+    assert "warm-up job did not finish within job.timeout_seconds=10" in result.err
     scoring = manifest_of(result)["scoring"]
     assert scoring["warm_up"]["built"] == 0 and scoring["model_builds"] == 1  # the scoring task built it
     assert scoring["smoke_test"] == "driver"  # and the driver checked the model before scoring started
